@@ -1,0 +1,1 @@
+"""Chat streaming API: a reply streamed as Server-Sent Events."""

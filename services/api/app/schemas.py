@@ -1,0 +1,43 @@
+"""Request and error bodies of the HTTP API."""
+
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(min_length=1, description="The user's message (UTF-8 text).")
+    conversation_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Continue this conversation; a new id is made when absent.",
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message must not be blank")
+        return value
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    type: str
+    msg: str
+
+
+class Error(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error response, from the API and from the proxy, has this shape."""
+
+    error: Error
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return ErrorBody(error=Error(code=code, message=message, details=details)).model_dump(exclude_none=True)

@@ -1,0 +1,61 @@
+"""gunicorn settings for the API, read from the environment.
+
+Why gunicorn in front of uvicorn rather than ``uvicorn --workers``: gunicorn's
+arbiter restarts a worker that dies or hangs (its heartbeat), reloads workers
+on SIGHUP without dropping the listening socket, and has a bounded graceful
+shutdown. The uvicorn worker (package ``uvicorn-worker``) runs the ASGI app.
+
+Ref: https://docs.gunicorn.org/en/stable/settings.html
+"""
+
+import os
+
+# The API listens inside the compose network only; the proxy is the way in.
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+
+worker_class = "uvicorn_worker.UvicornWorker"
+# Async workers hold thousands of streams each; one per core is the usual start.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+
+# Not a request timeout: with an async worker this is the worker's heartbeat.
+# The event loop notifies the arbiter while streams are open, so long streams
+# are never killed by it; only a blocked loop is.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+
+# On SIGTERM a worker gets this long to finish open streams before SIGKILL.
+# Keep it below compose's stop_grace_period so the arbiter, not Docker, ends it.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+
+# Idle keep-alive of connections from the proxy (uvicorn's timeout_keep_alive).
+# It must exceed nginx's upstream keepalive_timeout (60 s): if the backend
+# closes an idle connection first, nginx can reuse it in the same instant and
+# answer 502. Default: 2 s (uvicorn: 5 s).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+
+# X-Forwarded-For/-Proto are trusted from these peers. The API is reachable
+# only from the proxy on the compose network, so the default trusts any peer;
+# narrow it to the proxy's address when the network is shared.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+
+# Logs go to the container's stdout/stderr.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("CHAT_LOG_LEVEL", "info")
+# (The uvicorn worker writes uvicorn's access log format; nginx's access log
+# carries the request id.)
+
+# gunicorn 27's runtime control socket (`gunicornc`) is not used here, and the
+# unprivileged user has no home directory to put it in. Default: enabled.
+control_socket_disable = True
+
+# The app's own loggers (``app.*``) write to stderr beside gunicorn's. gunicorn
+# merges this dict over its defaults key by key, so "root" must be restated:
+# its default names a handler that this dict replaces.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(name)s] %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+    "loggers": {"app": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False}},
+}
