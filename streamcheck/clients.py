@@ -1,0 +1,89 @@
+"""Real HTTP clients that feed a :class:`~streamcheck.timing.Recorder`.
+
+Both read the body with calls that return as soon as any bytes are there
+(urllib3's ``read1``, ``os.read`` on curl's pipe), so each network read gets
+its own timestamp, whether the body is chunked, close-delimited or gzipped.
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import requests
+
+from streamcheck.timing import Arrival, Measurement, Recorder
+
+READ_SIZE = 65536
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+
+OnArrival = Callable[[Arrival], bool | None]  # return True to stop reading
+Client = Callable[..., Measurement]  # (url, payload, **options) -> Measurement
+
+
+def _run(recorder: Recorder, chunks: Iterator[bytes], on_arrival: OnArrival | None) -> None:
+    for arrival in recorder.consume(chunks):
+        if on_arrival is not None and on_arrival(arrival):
+            return
+
+
+def with_requests(
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    on_arrival: OnArrival | None = None,
+    session: requests.Session | None = None,
+) -> Measurement:
+    """POST ``payload`` as JSON and record the event stream (requests sends Accept-Encoding: gzip)."""
+    http = session or requests.Session()
+    recorder = Recorder()
+    try:
+        with http.post(url, json=payload, headers={**JSON_HEADERS, **(headers or {})}, stream=True, timeout=timeout) as response:
+            recorder.measurement.status = response.status_code
+            recorder.measurement.headers = {k.lower(): v for k, v in response.headers.items()}
+            raw = response.raw
+            # requests leaves decoding to its own iter_content; read1 must be told.
+            _run(recorder, iter(lambda: raw.read1(READ_SIZE, decode_content=True), b""), on_arrival)
+    except requests.RequestException as exc:
+        recorder.measurement.failure = f"{type(exc).__name__}: {exc}"
+    return recorder.finish()
+
+
+def with_curl(
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    extra_args: tuple[str, ...] = (),
+) -> Measurement:
+    """The same request with ``curl --no-buffer``, as a person would test it."""
+    with tempfile.NamedTemporaryFile("r", suffix=".headers") as head:
+        command = ["curl", "--silent", "--show-error", "--no-buffer", "--max-time", str(timeout),
+                   "--dump-header", head.name, "--data-binary", "@-", *extra_args]
+        for name, value in {**JSON_HEADERS, **(headers or {})}.items():
+            command += ["--header", f"{name}: {value}"]
+        command.append(url)
+        recorder = Recorder()
+        with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as curl:
+            assert curl.stdin and curl.stdout and curl.stderr
+            curl.stdin.write(json.dumps(payload).encode())
+            curl.stdin.close()
+            fd = curl.stdout.fileno()
+            _run(recorder, iter(lambda: os.read(fd, READ_SIZE), b""), None)
+            error = curl.stderr.read().decode(errors="replace").strip()
+        measurement = recorder.finish()
+        if curl.returncode != 0:
+            measurement.failure = f"curl exit {curl.returncode}: {error}"
+        status_line, *header_lines = head.read().strip().splitlines() or ["HTTP/1.1 000"]
+        measurement.status = int(status_line.split()[1])
+        measurement.headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in header_lines)
+            if value
+        }
+    return measurement

@@ -1,0 +1,44 @@
+"""One Compose stack for the whole session, reached only through the proxies.
+
+The stack is ``compose.yaml`` plus ``tests/integration/compose.test.yaml``,
+listed explicitly so a developer's compose.override.yaml never leaks in. It
+runs under its own project name and on free host ports, so it does not
+collide with a stack started by ``make up``.
+"""
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from testcontainers.compose import DockerCompose
+
+from tests.integration.stack import COMPOSE_FILES, ROOT, Stack
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("COMPOSE_PROJECT_NAME", f"chat-stream-test-{os.getpid()}")
+        env.setenv("HTTP_PORT", "0")
+        compose = DockerCompose(context=ROOT, compose_file_name=COMPOSE_FILES, build=True, wait=True)
+        try:
+            compose.start()
+        except subprocess.CalledProcessError as exc:
+            logs = _logs(compose)
+            compose.stop()
+            pytest.fail(f"the stack did not start:\n{exc.stderr.decode(errors='replace')}\n{logs}")
+        try:
+            yield Stack(compose)
+        finally:
+            if request.session.testsfailed:
+                print(f"\n----- compose logs (tests failed) -----\n{_logs(compose)}")
+            compose.stop()
+
+
+def _logs(compose: DockerCompose) -> str:
+    try:
+        stdout, stderr = compose.get_logs()
+    except subprocess.CalledProcessError as exc:
+        return f"(no logs: {exc})"
+    return stdout + stderr
