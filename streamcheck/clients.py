@@ -42,7 +42,9 @@ def with_requests(
     http = session or requests.Session()
     recorder = Recorder()
     try:
-        with http.post(url, json=payload, headers={**JSON_HEADERS, **(headers or {})}, stream=True, timeout=timeout) as response:
+        with http.post(
+            url, json=payload, headers={**JSON_HEADERS, **(headers or {})}, stream=True, timeout=timeout
+        ) as response:
             recorder.measurement.status = response.status_code
             recorder.measurement.headers = {k.lower(): v for k, v in response.headers.items()}
             raw = response.raw
@@ -63,8 +65,19 @@ def with_curl(
 ) -> Measurement:
     """The same request with ``curl --no-buffer``, as a person would test it."""
     with tempfile.NamedTemporaryFile("r", suffix=".headers") as head:
-        command = ["curl", "--silent", "--show-error", "--no-buffer", "--max-time", str(timeout),
-                   "--dump-header", head.name, "--data-binary", "@-", *extra_args]
+        command = [
+            "curl",
+            "--silent",
+            "--show-error",
+            "--no-buffer",
+            "--max-time",
+            str(timeout),
+            "--dump-header",
+            head.name,
+            "--data-binary",
+            "@-",
+            *extra_args,
+        ]
         for name, value in {**JSON_HEADERS, **(headers or {})}.items():
             command += ["--header", f"{name}: {value}"]
         command.append(url)

@@ -9,7 +9,7 @@ the end. On the reference machine the two differ by two orders of magnitude
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from time import perf_counter
 
 from streamcheck.sse import Event, Parser
@@ -19,7 +19,7 @@ from streamcheck.sse import Event, Parser
 BURST_GAP_SECONDS = 0.010
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     STREAMING = "streaming"
     BUFFERED = "buffered"
     COMPRESSED = "compressed"  # buffered, and the body was compressed on the way

@@ -27,6 +27,8 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         except subprocess.CalledProcessError as exc:
             logs = _logs(compose)
             compose.stop()
+            # pytest caches this failure for the session: the stack is not
+            # rebuilt for every test that asks for it.
             pytest.fail(f"the stack did not start:\n{exc.stderr.decode(errors='replace')}\n{logs}")
         try:
             yield Stack(compose)

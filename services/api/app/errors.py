@@ -42,10 +42,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     errors: list[Any] = list(exc.errors())
     if any(error["type"] == "json_invalid" for error in errors):
         return JSONResponse(error_body("invalid_json", "The request body is not valid JSON."), status_code=400)
-    details = [
-        {"loc": list(error["loc"]), "type": error["type"], "msg": error["msg"]}
-        for error in errors
-    ]
+    details = [{"loc": list(error["loc"]), "type": error["type"], "msg": error["msg"]} for error in errors]
     summary = "; ".join(f"{'.'.join(map(str, d['loc'][1:])) or 'body'}: {d['msg']}" for d in details)
     return JSONResponse(error_body("validation_error", summary, details), status_code=422)
 

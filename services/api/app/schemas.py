@@ -40,4 +40,5 @@ class ErrorBody(BaseModel):
 
 
 def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return ErrorBody(error=Error(code=code, message=message, details=details)).model_dump(exclude_none=True)
+    parsed = [ErrorDetail.model_validate(detail) for detail in details] if details else None
+    return ErrorBody(error=Error(code=code, message=message, details=parsed)).model_dump(exclude_none=True)

@@ -17,7 +17,7 @@ Deliberate divergences from sse-starlette's defaults (do not "fix" them):
 """
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -43,7 +43,7 @@ class EventStreamResponse(EventSourceResponse):
 
 async def reply_events(
     source: TokenSource, message: str, *, conversation_id: str, message_id: str, retry_ms: int
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncGenerator[ServerSentEvent, None]:
     """start, token..., then end, or error when the source fails.
 
     ``aclosing`` closes the source as soon as this generator is closed (the

@@ -1,12 +1,12 @@
 """The interface between the stream and whatever writes the reply.
 
-A token source turns a user message into an async iterator of text pieces.
+A token source turns a user message into an async generator of text pieces.
 The embedded twin (:mod:`app.twin`) is one; an LLM client is another. The
-stream cancels the iterator when the client goes away, so an implementation
-should release its upstream call in a ``finally`` block.
+stream closes the generator as soon as the client goes away, so an
+implementation releases its upstream call in a ``finally`` block.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 
@@ -15,4 +15,4 @@ class TokenSourceError(Exception):
 
 
 class TokenSource(Protocol):
-    def stream(self, message: str) -> AsyncIterator[str]: ...
+    def stream(self, message: str) -> AsyncGenerator[str, None]: ...

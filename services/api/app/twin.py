@@ -7,17 +7,60 @@ that decodes chunks without ``TextDecoder({stream: true})`` shows U+FFFD.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from itertools import cycle, islice
 
 from app.token_source import TokenSourceError
 
 SCRIPT: tuple[str, ...] = (
-    "Hello", ",", " I", " am", " your", " digital", " twin", ".",
-    " مرحبا", "،", " أنا", " توأمك", " الرقمي", ".",
-    " 你好", "，", "我", "是", "你的", "数字", "孪生", "。",
-    " 👋🏽", " Here", " is", " a", " family", ":", " 👨‍👩‍👧‍👦", " and", " a", " flag", ":", " 🇯🇵", ".",
-    "\n", "Each", " piece", " reaches", " you", " as", " soon", " as", " it", " is", " written", " ✨", "\n",
+    "Hello",
+    ",",
+    " I",
+    " am",
+    " your",
+    " digital",
+    " twin",
+    ".",
+    " مرحبا",
+    "،",
+    " أنا",
+    " توأمك",
+    " الرقمي",
+    ".",
+    " 你好",
+    "，",
+    "我",
+    "是",
+    "你的",
+    "数字",
+    "孪生",
+    "。",
+    " 👋🏽",
+    " Here",
+    " is",
+    " a",
+    " family",
+    ":",
+    " 👨‍👩‍👧‍👦",
+    " and",
+    " a",
+    " flag",
+    ":",
+    " 🇯🇵",
+    ".",
+    "\n",
+    "Each",
+    " piece",
+    " reaches",
+    " you",
+    " as",
+    " soon",
+    " as",
+    " it",
+    " is",
+    " written",
+    " ✨",
+    "\n",
 )
 
 FAULT_PREFIX = "/fail"
@@ -35,7 +78,7 @@ class Twin:
         self._delay = delay_seconds
         self._fault_injection = fault_injection
 
-    async def stream(self, message: str) -> AsyncIterator[str]:
+    async def stream(self, message: str) -> AsyncGenerator[str, None]:
         fail_after = FAULT_AFTER_TOKENS if self._fault_injection and message.startswith(FAULT_PREFIX) else None
         for index, text in enumerate(reply_tokens(self._tokens)):
             if index == fail_after:

@@ -77,6 +77,7 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/message/stream",
     response_class=EventStreamResponse,
+    status_code=200,
     responses={**_STREAM_DOC, **_ERRORS},
     dependencies=[Depends(require_json)],
 )

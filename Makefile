@@ -1,0 +1,64 @@
+# Streaming chat replies through a reverse proxy: the demo and its proof.
+# `make up` starts the demo, `make test` proves it. See README.md.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+HTTP_PORT ?= 8080
+export HTTP_PORT
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STREAM_URL := http://localhost:$(HTTP_PORT)/api/chat/message/stream
+
+.PHONY: help
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: up
+up: ## Build and start the stack, wait until healthy, print how to try it
+	docker compose up --detach --build --wait
+	@echo
+	@echo "Chat stream ready behind nginx on http://localhost:$(HTTP_PORT)"
+	@echo "Watch a reply arrive token by token:"
+	@echo
+	@echo "  curl -N -X POST $(STREAM_URL) -H 'Content-Type: application/json' -d '{\"message\": \"Hello, twin\"}'"
+	@echo
+
+.PHONY: down
+down: ## Stop and remove the stack
+	docker compose down --remove-orphans
+
+.PHONY: logs
+logs: ## Follow the stack's logs
+	docker compose logs --follow
+
+# The test environment is rebuilt when a requirements file changes.
+$(VENV)/.installed: tests/requirements.txt services/api/requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --requirement tests/requirements.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the pinned test dependencies
+
+.PHONY: lint
+lint: venv ## Type-check (mypy --strict) and lint (ruff)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy services/api/app streamcheck tests services/api/tests
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests, in-process, no Docker
+	$(PYTHON) -m pytest services/api/tests tests/unit
+
+.PHONY: test-integration
+test-integration: venv ## Integration tests against the real stack (Docker Compose)
+	$(PYTHON) -m pytest tests/integration
+
+.PHONY: test
+test: lint test-unit test-integration ## Everything: lint, unit, then integration tests
+
+.PHONY: clean
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
