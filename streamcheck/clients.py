@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import requests
+import urllib3
 
 from streamcheck.timing import Arrival, Measurement, Recorder
 
@@ -50,7 +51,8 @@ def with_requests(
             raw = response.raw
             # requests leaves decoding to its own iter_content; read1 must be told.
             _run(recorder, iter(lambda: raw.read1(READ_SIZE, decode_content=True), b""), on_arrival)
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        # A body cut mid-chunk raises here; what arrived before stays recorded.
         recorder.measurement.failure = f"{type(exc).__name__}: {exc}"
     return recorder.finish()
 

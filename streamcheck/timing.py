@@ -42,6 +42,8 @@ class Measurement:
     reads: list[tuple[float, int]] = field(default_factory=list)  # (seconds, bytes) per network read
     arrivals: list[Arrival] = field(default_factory=list)
     body: bytes = b""
+    comments: int = 0  # comment lines (heartbeats)
+    total_seconds: float = 0.0  # until the body ended or reading stopped
     failure: str | None = None
 
     def events(self, name: str | None = None) -> list[Event]:
@@ -90,6 +92,8 @@ class Recorder:
         seconds = self.now()
         self.measurement.arrivals.extend(Arrival(seconds, e) for e in self._parser.close())
         self.measurement.body = bytes(self._body)
+        self.measurement.comments = self._parser.comments
+        self.measurement.total_seconds = seconds
         return self.measurement
 
 
@@ -109,7 +113,7 @@ class Verdict:
     reason: str
     events: int
     bursts: int
-    spread: float  # (last token - first token) / (last token - request sent)
+    spread: float  # (last token - first token) / (last token - request sent), for reports
 
     @property
     def streaming(self) -> bool:
@@ -119,9 +123,9 @@ class Verdict:
 def classify(m: Measurement, *, min_events: int = 5) -> Verdict:
     """Did the events of this response stream, or arrive buffered?
 
-    Streaming: most token events arrived in reads of their own (at least 80 %
-    as many bursts as events), and the first arrived long before the last
-    (the tokens span at least half of the time from request to last token).
+    Streaming: most token events arrived in reads of their own, at least 80 %
+    as many bursts as events. The time before the first token does not count
+    against it: a model may think for a long time and then stream.
     """
     times = m.times("token")
     groups = bursts(times)
@@ -131,20 +135,21 @@ def classify(m: Measurement, *, min_events: int = 5) -> Verdict:
     def verdict(kind: Kind, reason: str) -> Verdict:
         return Verdict(kind, reason, len(times), len(groups), round(spread, 3))
 
-    if m.failure:
+    if m.failure and not m.arrivals:
         return verdict(Kind.ERROR, m.failure)
     if m.status != 200:
         return verdict(Kind.ERROR, f"HTTP status {m.status}")
     if m.closing_event == "error":
         return verdict(Kind.ERROR, "the stream ended with an error event")
     if m.closing_event is None:
-        return verdict(Kind.CUT, "the stream ended without an end or error event")
+        cause = f" ({m.failure})" if m.failure else ""
+        return verdict(Kind.CUT, f"the stream ended without an end or error event{cause}")
     if len(times) < min_events:
         return verdict(Kind.INCONCLUSIVE, f"{len(times)} token events; need {min_events}")
-    if len(groups) >= 0.8 * len(times) and spread >= 0.5:
-        return verdict(Kind.STREAMING, f"{len(times)} events in {len(groups)} bursts over {spread:.0%} of the reply")
+    if len(groups) >= 0.8 * len(times):
+        return verdict(Kind.STREAMING, f"{len(times)} events in {len(groups)} separate reads")
     encoding = m.headers.get("content-encoding", "")
-    why = f"{len(times)} events in {len(groups)} bursts, spread over {spread:.0%} of the reply"
+    why = f"{len(times)} events in only {len(groups)} bursts"
     if encoding and encoding != "identity":
         return verdict(Kind.COMPRESSED, f"{why}; body compressed ({encoding}) by an intermediary")
     return verdict(Kind.BUFFERED, why)

@@ -9,13 +9,18 @@ Ref: https://docs.gunicorn.org/en/stable/settings.html
 """
 
 import os
+import shutil
+from typing import Any
 
 # The API listens inside the compose network only; the proxy is the way in.
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 
 worker_class = "uvicorn_worker.UvicornWorker"
-# Async workers hold thousands of streams each; one per core is the usual start.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# One async worker holds thousands of streams. Resume (Last-Event-ID) keeps
+# replies in the worker's memory, so a reconnect must reach the same worker:
+# keep one worker per container and scale with containers, or raise this
+# only with a shared reply store (see app/replies.py).
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 
 # Not a request timeout: with an async worker this is the worker's heartbeat.
 # The event loop notifies the arbiter while streams are open, so long streams
@@ -59,3 +64,21 @@ logconfig_dict = {
     "root": {"handlers": ["stderr"], "level": "WARNING"},
     "loggers": {"app": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False}},
 }
+
+
+# Metrics shared by the workers (app/metrics.py): start from an empty folder,
+# and drop the files of a worker that exits so its gauges stop counting.
+_METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+def on_starting(server: Any) -> None:
+    if _METRICS_DIR:
+        shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+        os.makedirs(_METRICS_DIR, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if _METRICS_DIR:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, _METRICS_DIR)

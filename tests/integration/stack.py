@@ -1,25 +1,89 @@
 """The Compose stack under test and what compose.test.yaml configures."""
 
-from dataclasses import dataclass
+import subprocess
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
 from testcontainers.compose import DockerCompose
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ["compose.yaml", "tests/integration/compose.test.yaml"]
 STREAM_PATH = "/api/chat/message/stream"
 
-# What compose.test.yaml configures the twin to say.
+# What compose.test.yaml configures the twin and the API to do.
 REPLY_TOKENS = 48
 TOKEN_DELAY_SECONDS = 0.05
+HEARTBEAT_SECONDS = 1.0
+RESUME_GRACE_SECONDS = 2.0
+SEND_TIMEOUT_SECONDS = 3.0
+
+# Reads the worker's memory and the metrics from inside the API container:
+# /metrics is not routed by the proxy.
+_PROBE = """
+import os, sys, urllib.request
+if sys.argv[1] == "rss":
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        stat = open(f"/proc/{pid}/stat").read()
+        if stat.rsplit(")", 1)[1].split()[1] == "1":  # a child of gunicorn's arbiter
+            print(next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")))
+else:
+    print(urllib.request.urlopen("http://127.0.0.1:8000/metrics", timeout=5).read().decode())
+"""
 
 
 @dataclass(frozen=True)
 class Stack:
     compose: DockerCompose
+    # Published proxy addresses, looked up once: each lookup runs `docker compose ps`.
+    _origins: dict[str, str] = field(default_factory=dict)
 
     def url(self, service: str = "nginx", path: str = STREAM_PATH) -> str:
-        host = self.compose.get_service_host(service, 8080)
-        port = self.compose.get_service_port(service, 8080)
-        host = "127.0.0.1" if host in (None, "0.0.0.0") else host
-        return f"http://{host}:{port}{path}"
+        if service not in self._origins:
+            host = self.compose.get_service_host(service, 8080)
+            port = self.compose.get_service_port(service, 8080)
+            host = "127.0.0.1" if host in (None, "0.0.0.0") else host
+            self._origins[service] = f"http://{host}:{port}"
+        return self._origins[service] + path
+
+    def compose_run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [*self.compose.compose_command_property, *args]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+
+    def _probe(self, what: str) -> str:
+        stdout, stderr, code = self.compose.exec_in_container(["python3", "-c", _PROBE, what], service_name="api")
+        assert code == 0, stderr
+        return stdout
+
+    def metric(self, name: str) -> float:
+        """The value of an unlabelled metric, or the sum over its labels."""
+        values = [
+            float(line.rsplit(" ", 1)[1])
+            for line in self._probe("metrics").splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        ]
+        return sum(values)
+
+    def worker_rss_kb(self) -> int:
+        return sum(int(line) for line in self._probe("rss").split())
+
+    def wait_for_metric(self, name: str, value: float, timeout: float) -> float:
+        """Seconds until the metric reads ``value``; fails after ``timeout``."""
+        start = time.perf_counter()
+        while (current := self.metric(name)) != value:
+            assert time.perf_counter() - start < timeout, f"{name} = {current}, not {value}, after {timeout} s"
+            time.sleep(0.05)
+        return time.perf_counter() - start
+
+    def wait_until_serving(self, timeout: float = 60) -> None:
+        """After a restart of the API: until a stream request through nginx gets a 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url(path="/healthz"), timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"the API did not serve again within {timeout} s")

@@ -38,8 +38,10 @@ def test_bursts_group_reads_closer_than_the_gap() -> None:
         pytest.param(measurement(SPREAD, closing="error"), Kind.ERROR, id="error-event"),
         pytest.param(measurement([], closing=None, status=503), Kind.ERROR, id="http-503"),
         pytest.param(measurement(SPREAD[:3]), Kind.INCONCLUSIVE, id="too-few-events"),
-        # Spread out, but the first token only came after 90 % of the time.
-        pytest.param(measurement([9.0 + 0.05 * i for i in range(20)]), Kind.BUFFERED, id="late-start"),
+        # A long think, then one token every 50 ms: still streaming.
+        pytest.param(measurement([9.0 + 0.05 * i for i in range(20)]), Kind.STREAMING, id="late-first-token"),
+        # Released in 4 KB slices: a burst every few events.
+        pytest.param(measurement([float(i // 5) + 0.0001 * i for i in range(20)]), Kind.BUFFERED, id="bursts-of-five"),
     ],
 )
 def test_classify(m: Measurement, kind: Kind) -> None:

@@ -30,13 +30,32 @@ class Settings(BaseSettings):
     # Sent as the SSE `retry:` field: how long a client waits before it reconnects.
     client_retry_ms: int = Field(default=3000, ge=0)
 
+    # Resume (Last-Event-ID). A reply keeps generating this long after its
+    # last client left, so a client that reconnects picks up where it was;
+    # past it the token source is cancelled (an upstream model call stops).
+    # 0 cancels at once when the client leaves: no resume of unfinished replies.
+    resume_grace_seconds: float = Field(default=10.0, ge=0)
+    # How long a finished reply stays available for resume.
+    resume_ttl_seconds: float = Field(default=300.0, ge=0)
+    # Bounds of the in-process reply store: replies kept, and bytes of text
+    # per reply (past it the reply ends with an error event).
+    max_replies: int = Field(default=1000, ge=1)
+    max_reply_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # On SIGTERM, live streams get a final event telling the client to
+    # reconnect after this many milliseconds. The drain must finish before
+    # gunicorn's graceful_timeout, itself below compose's stop_grace_period.
+    shutdown_retry_ms: int = Field(default=1000, ge=0)
+
     # The embedded "twin" token source: deterministic text with realistic pacing.
     twin_reply_tokens: int = Field(default=48, ge=1, le=100_000)
     twin_token_delay_seconds: float = Field(default=0.08, ge=0)
-    # Test hook: a message that starts with "/fail" makes the twin raise after
-    # a few tokens, so the error path can be driven through the proxy. Keep it
-    # off in production.
-    twin_fault_injection: bool = False
+    # Where gunicorn's workers share metrics (see app/metrics.py); the image sets it.
+    prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
+
+    # Test hooks (see app/twin.py): messages such as "/fail" or "/pause 5"
+    # drive failure paths through the proxy. Never enable them in production.
+    twin_test_hooks: bool = False
 
 
 @lru_cache

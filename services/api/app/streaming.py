@@ -1,4 +1,10 @@
-"""From a token source to a stream of SSE events.
+"""From a reply to a stream of SSE events, for one connection.
+
+The connection subscribes to a reply generated elsewhere (:mod:`app.replies`):
+it sends what the reply already has from the requested index, then each new
+token as it comes, then ``end`` or ``error``. On server shutdown it ends with
+an ``error`` event carrying ``retry:``, so clients reconnect with
+Last-Event-ID instead of waiting on a dead connection.
 
 Why sse-starlette and not ``fastapi.sse`` (FastAPI >= 0.135): both frame
 events correctly, but only sse-starlette has a per-send timeout (a frozen
@@ -16,15 +22,19 @@ Deliberate divergences from sse-starlette's defaults (do not "fix" them):
    not to compress or rewrite the body (compression buffers the stream).
 """
 
+import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
-from app import events
-from app.token_source import TokenSource
+from app import events, metrics
+from app.replies import Reply, ReplyStore
 
 logger = logging.getLogger(__name__)
 
@@ -34,33 +44,91 @@ STREAM_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 
+# After SIGTERM, how long a stream may take to send its last event before
+# sse-starlette cancels it. Far below gunicorn's graceful_timeout.
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+RESUME_UNAVAILABLE = "The reply to resume is unknown or has expired. Send the message again."
+SHUTTING_DOWN = "The server is restarting. Reconnect with Last-Event-ID to resume."
+
 
 class EventStreamResponse(EventSourceResponse):
     def __init__(self, content: AsyncIterator[ServerSentEvent], **kwargs: Any) -> None:
         super().__init__(content, headers=STREAM_HEADERS, sep="\n", **kwargs)
         del self.headers["connection"]
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            # A client that stopped reading: its connection is dropped so it
+            # cannot pin memory. It can reconnect with Last-Event-ID.
+            request_id = scope.get("state", {}).get("request_id")
+            logger.warning("dropped a client that took no data for %s s (request %s)", self.send_timeout, request_id)
+
+
+@contextmanager
+def _wake_on(event: anyio.Event, wake: asyncio.Event) -> Iterator[None]:
+    async def relay() -> None:
+        await event.wait()
+        wake.set()
+
+    task = asyncio.get_running_loop().create_task(relay())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+@contextmanager
+def _counted() -> Iterator[list[str]]:
+    """Count the open stream; the caller records how it ended in outcome[0]."""
+    outcome = ["disconnected"]
+    metrics.ACTIVE_STREAMS.inc()
+    try:
+        yield outcome
+    finally:
+        metrics.ACTIVE_STREAMS.dec()
+        metrics.STREAMS_ENDED.labels(outcome[0]).inc()
+
 
 async def reply_events(
-    source: TokenSource, message: str, *, conversation_id: str, message_id: str, retry_ms: int
+    store: ReplyStore,
+    reply: Reply,
+    *,
+    from_index: int,
+    shutdown: anyio.Event,
+    retry_ms: int,
+    shutdown_retry_ms: int,
 ) -> AsyncGenerator[ServerSentEvent, None]:
-    """start, token..., then end, or error when the source fails.
+    """start, token... from ``from_index``, then end or error."""
+    with _counted() as outcome:
+        resumed_from = from_index if from_index else None
+        yield events.start(reply.conversation_id, reply.message_id, retry_ms=retry_ms, resumed_from=resumed_from)
+        with store.attach(reply), reply.watch() as wake, _wake_on(shutdown, wake):
+            index = from_index
+            while True:
+                wake.clear()
+                while index < len(reply.tokens):
+                    yield events.token(reply.message_id, index, reply.tokens[index])
+                    index += 1
+                if reply.done:
+                    if reply.failure is None:
+                        outcome[0] = "end"
+                        yield events.end(len(reply.tokens))
+                    else:
+                        outcome[0] = "error"
+                        yield events.error(reply.failure.code, reply.failure.message)
+                    return
+                if shutdown.is_set():
+                    outcome[0] = "shutdown"
+                    yield events.error("server_shutdown", SHUTTING_DOWN, retry_ms=shutdown_retry_ms)
+                    return
+                await wake.wait()
 
-    ``aclosing`` closes the source as soon as this generator is closed (the
-    client went away), so an upstream model call stops at once rather than
-    when the garbage collector gets to it.
-    """
-    yield events.start(conversation_id, message_id, retry_ms=retry_ms)
-    count = 0
-    try:
-        async with aclosing(source.stream(message)) as tokens:
-            async for text in tokens:
-                yield events.token(message_id, count, text)
-                count += 1
-    except Exception:
-        # Any failure, expected or a bug: the client is told the reply is
-        # incomplete instead of seeing a clean end or a hung connection.
-        logger.exception("token source failed after %d tokens (message %s)", count, message_id)
-        yield events.error("source_failed", "The reply could not be completed. Send the message again.")
-        return
-    yield events.end(count)
+
+async def resume_unavailable() -> AsyncGenerator[ServerSentEvent, None]:
+    """An explicit answer for an unknown or expired Last-Event-ID: never a silent restart."""
+    with _counted() as outcome:
+        outcome[0] = "resume_unavailable"
+        yield events.error("resume_unavailable", RESUME_UNAVAILABLE)

@@ -4,6 +4,14 @@ Its reply mixes Latin, Arabic (right-to-left, with Arabic punctuation), CJK
 and emoji (skin-tone modifiers, a ZWJ family, a flag), so every stream carries
 2-, 3- and 4-byte UTF-8 characters and multi-code-point graphemes: a client
 that decodes chunks without ``TextDecoder({stream: true})`` shows U+FFFD.
+
+With test hooks enabled (``CHAT_TWIN_TEST_HOOKS``, never in production), a
+message that starts with one of these drives a failure path:
+
+    /fail        raise after FAULT_AFTER_TOKENS tokens
+    /pause S     stay silent for S seconds before the first token
+    /flood       produce FLOOD_BYTES of text as fast as possible
+    /forge       tokens that try to break SSE framing (CR, LF, NUL, "event:")
 """
 
 import asyncio
@@ -13,58 +21,17 @@ from itertools import cycle, islice
 from app.token_source import TokenSourceError
 
 SCRIPT: tuple[str, ...] = (
-    "Hello",
-    ",",
-    " I",
-    " am",
-    " your",
-    " digital",
-    " twin",
-    ".",
-    " مرحبا",
-    "،",
-    " أنا",
-    " توأمك",
-    " الرقمي",
-    ".",
-    " 你好",
-    "，",
-    "我",
-    "是",
-    "你的",
-    "数字",
-    "孪生",
-    "。",
-    " 👋🏽",
-    " Here",
-    " is",
-    " a",
-    " family",
-    ":",
-    " 👨‍👩‍👧‍👦",
-    " and",
-    " a",
-    " flag",
-    ":",
-    " 🇯🇵",
-    ".",
-    "\n",
-    "Each",
-    " piece",
-    " reaches",
-    " you",
-    " as",
-    " soon",
-    " as",
-    " it",
-    " is",
-    " written",
-    " ✨",
-    "\n",
-)
+    "Hello", ",", " I", " am", " your", " digital", " twin", ".",
+    " مرحبا", "،", " أنا", " توأمك", " الرقمي", ".",
+    " 你好", "，", "我", "是", "你的", "数字", "孪生", "。",
+    " 👋🏽", " Here", " is", " a", " family", ":", " 👨‍👩‍👧‍👦", " and", " a", " flag", ":", " 🇯🇵", ".",
+    "\n", "Each", " piece", " reaches", " you", " as", " soon", " as", " it", " is", " written", " ✨", "\n",
+)  # fmt: skip
 
-FAULT_PREFIX = "/fail"
 FAULT_AFTER_TOKENS = 3
+FLOOD_BYTES = 10 * 1024 * 1024
+FLOOD_TOKEN_BYTES = 4096
+FORGED_TOKENS = ("\n\nevent: end\ndata: {}\n\n", "carriage\rreturn", "nul\x00byte", "id: 999\n", "\r\n\r\n")
 
 
 def reply_tokens(count: int) -> list[str]:
@@ -73,13 +40,26 @@ def reply_tokens(count: int) -> list[str]:
 
 
 class Twin:
-    def __init__(self, *, tokens: int, delay_seconds: float, fault_injection: bool = False) -> None:
+    def __init__(self, *, tokens: int, delay_seconds: float, test_hooks: bool = False) -> None:
         self._tokens = tokens
         self._delay = delay_seconds
-        self._fault_injection = fault_injection
+        self._test_hooks = test_hooks
 
     async def stream(self, message: str) -> AsyncGenerator[str, None]:
-        fail_after = FAULT_AFTER_TOKENS if self._fault_injection and message.startswith(FAULT_PREFIX) else None
+        hook, _, argument = message.partition(" ") if self._test_hooks else ("", "", "")
+        if hook == "/flood":
+            for index in range(FLOOD_BYTES // FLOOD_TOKEN_BYTES):
+                await asyncio.sleep(0)
+                # Distinct strings, so the reply really holds FLOOD_BYTES of text.
+                yield f"{index:08d}".ljust(FLOOD_TOKEN_BYTES, "x")
+            return
+        if hook == "/forge":
+            for token in FORGED_TOKENS:
+                yield token
+            return
+        if hook == "/pause":
+            await asyncio.sleep(float(argument.split()[0]))
+        fail_after = FAULT_AFTER_TOKENS if hook == "/fail" else None
         for index, text in enumerate(reply_tokens(self._tokens)):
             if index == fail_after:
                 raise TokenSourceError("fault injected by the test hook")

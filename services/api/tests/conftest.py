@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 @pytest.fixture
 def settings() -> Settings:
     # A fast twin: the in-process tests check content, not pacing.
-    return Settings(twin_reply_tokens=12, twin_token_delay_seconds=0, twin_fault_injection=True, max_message_chars=40)
+    return Settings(twin_reply_tokens=12, twin_token_delay_seconds=0, twin_test_hooks=True, max_message_chars=40)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ def test_settings_read_the_chat_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_production_is_the_default_and_faults_are_off() -> None:
     settings = Settings()
     assert settings.environment == "production"
-    assert settings.twin_fault_injection is False
+    assert settings.twin_test_hooks is False
 
 
 @pytest.mark.parametrize(

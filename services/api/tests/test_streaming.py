@@ -1,61 +1,101 @@
 import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+import logging
+from collections.abc import AsyncIterator
 
-from app.streaming import STREAM_HEADERS, EventStreamResponse, reply_events
+import anyio
+import pytest
+from app.replies import ReplyStore
+from app.streaming import STREAM_HEADERS, EventStreamResponse, reply_events, resume_unavailable
+from scripted_sources import ScriptedSource
 
-
-class Source:
-    def __init__(self, tokens: list[str], fail_after: int | None = None) -> None:
-        self.tokens = tokens
-        self.fail_after = fail_after
-        self.closed = False
-
-    async def stream(self, message: str) -> AsyncGenerator[str, None]:
-        try:
-            for index, token in enumerate(self.tokens):
-                if index == self.fail_after:
-                    raise RuntimeError("model backend went away")
-                yield token
-        finally:
-            self.closed = True
+Frame = tuple[str | None, dict[str, object], int | None]
 
 
-async def frames(source: Source) -> list[tuple[str | None, dict[str, object]]]:
-    stream = reply_events(source, "hi", conversation_id="c", message_id="m", retry_ms=1000)
-    return [(e.event, json.loads(str(e.data))) async for e in stream]
+def store(grace: float = 0) -> ReplyStore:
+    return ReplyStore(resume_grace=grace, resume_ttl=60, max_replies=10, max_reply_bytes=10_000)
+
+
+async def collect(
+    source: ScriptedSource, *, from_index: int = 0, shutdown_after: int | None = None, grace: float = 0
+) -> list[Frame]:
+    replies = store(grace)
+    reply = replies.start(source, "hi", conversation_id="c", message_id="m")
+    shutdown = anyio.Event()
+    frames: list[Frame] = []
+    stream = reply_events(
+        replies, reply, from_index=from_index, shutdown=shutdown, retry_ms=3000, shutdown_retry_ms=500
+    )
+    async for event in stream:
+        frames.append((event.event, json.loads(str(event.data)), event.retry))
+        if shutdown_after is not None and len(frames) == shutdown_after:
+            shutdown.set()
+    await replies.close()
+    return frames
 
 
 def test_a_complete_reply_is_start_tokens_end() -> None:
-    result = asyncio.run(frames(Source(["a", "b"])))
-    assert result == [
-        ("start", {"conversation_id": "c", "message_id": "m"}),
-        ("token", {"index": 0, "text": "a"}),
-        ("token", {"index": 1, "text": "b"}),
-        ("end", {"finish_reason": "stop", "tokens": 2}),
+    frames = asyncio.run(collect(ScriptedSource(["a", "b"])))
+    assert frames == [
+        ("start", {"conversation_id": "c", "message_id": "m"}, 3000),
+        ("token", {"index": 0, "text": "a"}, None),
+        ("token", {"index": 1, "text": "b"}, None),
+        ("end", {"finish_reason": "stop", "tokens": 2}, None),
     ]
 
 
+def test_a_resumed_stream_starts_after_the_last_event_seen() -> None:
+    frames = asyncio.run(collect(ScriptedSource(["a", "b", "c", "d"]), from_index=2))
+    assert frames[0] == ("start", {"conversation_id": "c", "message_id": "m", "resumed_from": 2}, 3000)
+    assert [data["index"] for name, data, _ in frames if name == "token"] == [2, 3]
+
+
 def test_a_failing_source_ends_with_an_error_event_and_no_end() -> None:
-    result = asyncio.run(frames(Source(["a", "b", "c"], fail_after=1)))
-    assert [name for name, _ in result] == ["start", "token", "error"]
-    assert result[-1][1] == {
+    frames = asyncio.run(collect(ScriptedSource(["a", "b", "c"], fail_after=1)))
+    assert [name for name, _, _ in frames] == ["start", "token", "error"]
+    assert frames[-1][1] == {
         "code": "source_failed",
         "message": "The reply could not be completed. Send the message again.",
     }
 
 
-def test_closing_the_stream_closes_the_source_at_once() -> None:
-    source = Source(["a", "b", "c"])
+def test_shutdown_ends_the_stream_with_a_retry_event() -> None:
+    frames = asyncio.run(collect(ScriptedSource(["a"] * 50, delay=0.01), shutdown_after=3))
+    name, data, retry = frames[-1]
+    assert (name, data["code"], retry) == ("error", "server_shutdown", 500)
+    assert len(frames) < 10
 
-    async def read_two_then_leave() -> None:
-        stream = reply_events(source, "hi", conversation_id="c", message_id="m", retry_ms=1000)
+
+def test_a_client_leaving_closes_the_source_when_there_is_no_grace() -> None:
+    source = ScriptedSource(["a"] * 50, delay=0.01)
+
+    async def leave_after_two() -> None:
+        replies = store(grace=0)
+        reply = replies.start(source, "hi", conversation_id="c", message_id="m")
+        stream = reply_events(replies, reply, from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0)
         await anext(stream)
         await anext(stream)
         await stream.aclose()  # what the server does when the client goes away
+        await asyncio.sleep(0.02)
 
-    asyncio.run(read_two_then_leave())
+    asyncio.run(leave_after_two())
     assert source.closed
+
+
+def test_resume_unavailable_is_an_explicit_error_event() -> None:
+    async def run() -> list[Frame]:
+        return [(e.event, json.loads(str(e.data)), e.retry) async for e in resume_unavailable()]
+
+    assert asyncio.run(run()) == [
+        (
+            "error",
+            {
+                "code": "resume_unavailable",
+                "message": "The reply to resume is unknown or has expired. Send the message again.",
+            },
+            None,
+        )
+    ]
 
 
 async def _empty() -> AsyncIterator[object]:
@@ -68,3 +108,34 @@ def test_response_headers_have_no_hop_by_hop_connection() -> None:
     assert "connection" not in response.headers
     for name, value in STREAM_HEADERS.items():
         assert response.headers[name] == value
+
+
+def test_a_reader_that_takes_nothing_is_dropped_after_the_send_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    source = ScriptedSource(["a"] * 1000)
+
+    async def run() -> float:
+        replies = store(grace=0)
+        reply = replies.start(source, "hi", conversation_id="c", message_id="m")
+        stream = reply_events(replies, reply, from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0)
+        response = EventStreamResponse(stream, send_timeout=0.2, ping=0)
+        never = asyncio.Event()
+
+        async def receive() -> dict[str, object]:
+            await never.wait()  # the client never sends a disconnect
+            return {}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                await never.wait()  # a client that stopped reading
+
+        started = asyncio.get_running_loop().time()
+        await response({"type": "http", "method": "POST", "state": {"request_id": "r1"}}, receive, send)  # type: ignore[arg-type]
+        elapsed = asyncio.get_running_loop().time() - started
+        await asyncio.sleep(0.01)
+        return elapsed
+
+    with caplog.at_level(logging.WARNING, logger="app.streaming"):
+        elapsed = asyncio.run(run())
+    assert elapsed < 1.0
+    assert source.closed
+    assert "dropped a client that took no data for 0.2 s (request r1)" in caplog.text

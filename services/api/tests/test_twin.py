@@ -28,7 +28,7 @@ def test_twin_streams_the_configured_number_of_tokens() -> None:
 
 
 def test_fault_hook_raises_after_a_few_tokens_when_enabled() -> None:
-    twin = Twin(tokens=10, delay_seconds=0, fault_injection=True)
+    twin = Twin(tokens=10, delay_seconds=0, test_hooks=True)
     tokens: list[str] = []
 
     async def run() -> None:

@@ -2,20 +2,23 @@
 
 Every check runs before the first stream byte, so a bad request gets a status
 code and a JSON error (see :mod:`app.errors`), never a 200 followed by an
-error event.
+error event. A request with ``Last-Event-ID`` resumes the reply that id
+belongs to, from the next token, instead of starting a new one.
 """
 
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+import anyio
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
 
-from app import events
 from app.config import Settings, get_settings
 from app.errors import ApiError
+from app.events import heartbeat
+from app.replies import Reply, ReplyStore, StoreFull
 from app.schemas import ChatRequest, ErrorBody
-from app.streaming import EventStreamResponse, reply_events
+from app.streaming import SHUTDOWN_GRACE_SECONDS, EventStreamResponse, reply_events, resume_unavailable
 from app.token_source import TokenSource
 from app.twin import Twin
 
@@ -36,8 +39,13 @@ def get_token_source(settings: SettingsDep) -> TokenSource:
     return Twin(
         tokens=settings.twin_reply_tokens,
         delay_seconds=settings.twin_token_delay_seconds,
-        fault_injection=settings.twin_fault_injection,
+        test_hooks=settings.twin_test_hooks,
     )
+
+
+def get_store(request: Request) -> ReplyStore:
+    store: ReplyStore = request.app.state.replies
+    return store
 
 
 def _check_length(body: ChatRequest, settings: Settings) -> None:
@@ -57,12 +65,24 @@ def _check_length(body: ChatRequest, settings: Settings) -> None:
         )
 
 
+def _find_resumable(store: ReplyStore, last_event_id: str, conversation_id: str | None) -> tuple[Reply | None, int]:
+    """The reply a Last-Event-ID (``<message_id>:<index>``) belongs to, and the next index."""
+    message_id, _, index = last_event_id.rpartition(":")
+    if not message_id or not index.isdigit():
+        return None, 0
+    reply = store.get(message_id)
+    if reply is None or (conversation_id is not None and conversation_id != reply.conversation_id):
+        return None, 0
+    return reply, int(index) + 1
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
         (400, "The body is not valid JSON."),
         (415, "The body is not application/json."),
         (422, "The message is missing, blank or too long, or a field is invalid."),
+        (503, "Too many replies are being generated; retry later."),
     )
 }
 
@@ -85,20 +105,41 @@ async def stream_message(
     body: ChatRequest,
     settings: SettingsDep,
     source: Annotated[TokenSource, Depends(get_token_source)],
+    store: Annotated[ReplyStore, Depends(get_store)],
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", description="Resume after this event id.", max_length=200)
+    ] = None,
 ) -> EventStreamResponse:
     _check_length(body, settings)
-    conversation_id = body.conversation_id or f"conv_{uuid.uuid4().hex}"
-    message_id = f"msg_{uuid.uuid4().hex}"
-    stream = reply_events(
-        source,
-        body.message,
-        conversation_id=conversation_id,
-        message_id=message_id,
-        retry_ms=settings.client_retry_ms,
+    shutdown = anyio.Event()  # set by sse-starlette when the server begins to stop
+    reply: Reply | None
+    if last_event_id is None:
+        conversation_id = body.conversation_id or f"conv_{uuid.uuid4().hex}"
+        message_id = f"msg_{uuid.uuid4().hex}"
+        try:
+            reply = store.start(source, body.message, conversation_id=conversation_id, message_id=message_id)
+        except StoreFull as exc:
+            raise ApiError(503, "too_many_streams", "Too many replies are being generated. Retry shortly.") from exc
+        from_index = 0
+    else:
+        reply, from_index = _find_resumable(store, last_event_id, body.conversation_id)
+    stream = (
+        resume_unavailable()
+        if reply is None
+        else reply_events(
+            store,
+            reply,
+            from_index=from_index,
+            shutdown=shutdown,
+            retry_ms=settings.client_retry_ms,
+            shutdown_retry_ms=settings.shutdown_retry_ms,
+        )
     )
     return EventStreamResponse(
         stream,
         ping=settings.heartbeat_seconds,
-        ping_message_factory=events.heartbeat,
+        ping_message_factory=heartbeat,
         send_timeout=settings.send_timeout_seconds or None,
+        shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
     )

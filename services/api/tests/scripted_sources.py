@@ -1,0 +1,22 @@
+"""Token sources for unit tests: scripted, and recording whether they were closed."""
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+
+class ScriptedSource:
+    def __init__(self, tokens: list[str], *, fail_after: int | None = None, delay: float = 0) -> None:
+        self.tokens = tokens
+        self.fail_after = fail_after
+        self.delay = delay
+        self.closed = False
+
+    async def stream(self, message: str) -> AsyncGenerator[str, None]:
+        try:
+            for index, token in enumerate(self.tokens):
+                if index == self.fail_after:
+                    raise RuntimeError("model backend went away")
+                await asyncio.sleep(self.delay)
+                yield token
+        finally:
+            self.closed = True

@@ -1,0 +1,80 @@
+"""The API stopping (a rolling restart) or dying under live streams.
+
+Both tests restore the API before they end, so the rest of the session keeps
+its stack."""
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from streamcheck import clients
+from streamcheck.timing import Arrival, Kind, classify
+from tests.integration.stack import Stack
+
+LIVE_STREAMS = 50
+DOWN_ANSWERS = [
+    (503, {"error": {"code": "upstream_unavailable", "message": "The chat service is unavailable. Retry shortly."}}),
+    (504, {"error": {"code": "upstream_timeout", "message": "The chat service did not answer in time."}}),
+]
+STOP_GRACE_SECONDS = 30  # compose.yaml: stop_grace_period
+
+
+@pytest.fixture
+def restores_api(stack: Stack) -> Iterator[None]:
+    yield
+    stack.compose_run("start", "api")
+    stack.wait_until_serving()
+
+
+def exit_code(stack: Stack) -> int:
+    (state,) = [
+        json.loads(line) for line in stack.compose_run("ps", "--all", "--format", "json", "api").stdout.splitlines()
+    ]
+    return int(state["ExitCode"])
+
+
+@pytest.mark.usefixtures("restores_api")
+def test_stop_ends_every_live_stream_and_the_api_exits_by_itself(stack: Stack) -> None:
+    with ThreadPoolExecutor(max_workers=LIVE_STREAMS) as pool:
+        streams = [
+            pool.submit(clients.with_requests, stack.url(), {"message": "/pause 120"}, timeout=60)
+            for _ in range(LIVE_STREAMS)
+        ]
+        stack.wait_for_metric("chat_active_streams", LIVE_STREAMS, timeout=30)
+        started = time.perf_counter()
+        stack.compose_run("stop", "api")
+        stop_seconds = time.perf_counter() - started
+        results = [stream.result() for stream in streams]
+
+    finals = [
+        (m.events()[-1].event, json.loads(m.events()[-1].data).get("code"), m.events()[-1].retry) for m in results
+    ]
+    print(f"\n{LIVE_STREAMS} live streams: API stopped in {stop_seconds:.2f} s; final events: {set(finals)}")
+    assert finals == [("error", "server_shutdown", 1000)] * LIVE_STREAMS
+    assert exit_code(stack) == 0
+    # It exited by itself, well before compose would send SIGKILL.
+    assert stop_seconds < STOP_GRACE_SECONDS / 2, stop_seconds
+
+
+@pytest.mark.usefixtures("restores_api")
+def test_a_killed_api_cuts_the_stream_and_the_proxy_answers_json_until_it_is_back(stack: Stack) -> None:
+    def kill_after_5(arrival: Arrival) -> None:
+        if arrival.event.id is not None and arrival.event.id.endswith(":4"):
+            stack.compose_run("kill", "api")
+
+    m = clients.with_requests(stack.url(), {"message": "killed"}, on_arrival=kill_after_5)
+    assert classify(m).kind is Kind.CUT, classify(m)
+    assert "end" not in [e.event for e in m.events()]
+
+    # A killed container's address stops answering: nginx's connect times out
+    # (504, after proxy_connect_timeout). A refused connection gives 503.
+    down = requests.post(stack.url(), json={"message": "anyone?"}, timeout=30)
+    assert (down.status_code, down.json()) in DOWN_ANSWERS, (down.status_code, down.text)
+
+    stack.compose_run("start", "api")
+    stack.wait_until_serving()
+    assert classify(clients.with_requests(stack.url(), {"message": "back?"})).kind is Kind.STREAMING
