@@ -19,8 +19,8 @@ help: ## Show the targets
 up: ## Build and start the stack, wait until healthy, print how to try it
 	docker compose up --detach --build --wait
 	@echo
-	@echo "Chat stream ready behind nginx on http://localhost:$(HTTP_PORT)"
-	@echo "Watch a reply arrive token by token:"
+	@echo "Chat with the twin in a browser: http://localhost:$(HTTP_PORT)/"
+	@echo "Or watch a reply arrive token by token:"
 	@echo
 	@echo "  curl -N -X POST $(STREAM_URL) -H 'Content-Type: application/json' -d '{\"message\": \"Hello, twin\"}'"
 	@echo

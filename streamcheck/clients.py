@@ -14,7 +14,10 @@ from typing import Any
 
 import requests
 import urllib3
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
+from streamcheck.sse import Event
 from streamcheck.timing import Arrival, Measurement, Recorder
 
 READ_SIZE = 65536
@@ -102,3 +105,33 @@ def with_curl(
             if value
         }
     return measurement
+
+
+def with_websocket(url: str, payload: Mapping[str, Any], *, timeout: float = 30.0) -> Measurement:
+    """The WebSocket fallback: one JSON frame per event, each timed as one read.
+
+    ``measurement.status`` is the close code (1000 for a normal end), and
+    ``measurement.failure`` the close reason when it is not 1000.
+    """
+    recorder = Recorder()
+    m = recorder.measurement
+    with connect(url, open_timeout=timeout, max_size=2**24) as socket:
+        socket.send(json.dumps(payload))
+        try:
+            while True:
+                frame = socket.recv(timeout=timeout)
+                seconds = recorder.now()
+                if m.first_byte_seconds is None:
+                    m.first_byte_seconds = seconds
+                data = json.loads(frame)
+                m.reads.append((seconds, len(frame)))
+                event = Event(
+                    data["event"], json.dumps(data["data"], ensure_ascii=False), data.get("id"), data.get("retry")
+                )
+                m.arrivals.append(Arrival(seconds, event))
+        except ConnectionClosed as closed:
+            m.status = closed.rcvd.code if closed.rcvd else 1006
+            if m.status != 1000:
+                m.failure = closed.rcvd.reason if closed.rcvd else "closed without a close frame"
+    m.total_seconds = recorder.now()
+    return m

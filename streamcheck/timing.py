@@ -137,8 +137,8 @@ def classify(m: Measurement, *, min_events: int = 5) -> Verdict:
 
     if m.failure and not m.arrivals:
         return verdict(Kind.ERROR, m.failure)
-    if m.status != 200:
-        return verdict(Kind.ERROR, f"HTTP status {m.status}")
+    if m.status not in (200, 1000):  # HTTP OK, or a WebSocket's normal closure
+        return verdict(Kind.ERROR, f"status {m.status}")
     if m.closing_event == "error":
         return verdict(Kind.ERROR, "the stream ended with an error event")
     if m.closing_event is None:

@@ -15,7 +15,7 @@ from typing import Any
 # The API listens inside the compose network only; the proxy is the way in.
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "app.worker.ChatUvicornWorker"
 # One async worker holds thousands of streams. Resume (Last-Event-ID) keeps
 # replies in the worker's memory, so a reconnect must reach the same worker:
 # keep one worker per container and scale with containers, or raise this

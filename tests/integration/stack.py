@@ -11,6 +11,7 @@ from testcontainers.compose import DockerCompose
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ["compose.yaml", "tests/integration/compose.test.yaml"]
 STREAM_PATH = "/api/chat/message/stream"
+WEBSOCKET_PATH = "/api/chat/message/ws"
 
 # What compose.test.yaml configures the twin and the API to do.
 REPLY_TOKENS = 48
@@ -46,6 +47,9 @@ class Stack:
             host = "127.0.0.1" if host in (None, "0.0.0.0") else host
             self._origins[service] = f"http://{host}:{port}"
         return self._origins[service] + path
+
+    def ws_url(self, service: str = "nginx") -> str:
+        return self.url(service, WEBSOCKET_PATH).replace("http://", "ws://", 1)
 
     def compose_run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [*self.compose.compose_command_property, *args]

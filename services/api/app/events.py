@@ -13,9 +13,14 @@ complete.
 ``data`` is always one line of JSON (``ensure_ascii=False``: text travels as
 UTF-8, not as escapes). JSON escapes CR, LF and NUL, so no text from a token
 source can end an event early or forge another one.
+
+The WebSocket fallback carries the same events, one JSON text frame each:
+``{"event": "token", "id": "<message_id>:<index>", "data": {...}}``.
 """
 
-from typing import Literal
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sse_starlette import JSONServerSentEvent, ServerSentEvent
@@ -48,29 +53,44 @@ def token_event_id(message_id: str, index: int) -> str:
     return f"{message_id}:{index}"
 
 
-def _event(name: EventName, data: BaseModel, *, event_id: str | None = None) -> ServerSentEvent:
-    return JSONServerSentEvent(data.model_dump(mode="json", exclude_none=True), event=name, id=event_id, sep="\n")
+@dataclass(frozen=True)
+class ChatEvent:
+    name: EventName
+    data: dict[str, Any]
+    id: str | None = None
+    retry: int | None = None
+
+    def to_sse(self) -> ServerSentEvent:
+        return JSONServerSentEvent(self.data, event=self.name, id=self.id, retry=self.retry, sep="\n")
+
+    def to_json(self) -> str:
+        frame: dict[str, Any] = {"event": self.name, "data": self.data}
+        if self.id is not None:
+            frame["id"] = self.id
+        if self.retry is not None:
+            frame["retry"] = self.retry
+        return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
-def start(conversation_id: str, message_id: str, *, retry_ms: int, resumed_from: int | None = None) -> ServerSentEvent:
+def _event(name: EventName, data: BaseModel, *, event_id: str | None = None, retry: int | None = None) -> ChatEvent:
+    return ChatEvent(name, data.model_dump(mode="json", exclude_none=True), event_id, retry)
+
+
+def start(conversation_id: str, message_id: str, *, retry_ms: int, resumed_from: int | None = None) -> ChatEvent:
     data = StartData(conversation_id=conversation_id, message_id=message_id, resumed_from=resumed_from)
-    event = _event("start", data)
-    event.retry = retry_ms
-    return event
+    return _event("start", data, retry=retry_ms)
 
 
-def token(message_id: str, index: int, text: str) -> ServerSentEvent:
+def token(message_id: str, index: int, text: str) -> ChatEvent:
     return _event("token", TokenData(index=index, text=text), event_id=token_event_id(message_id, index))
 
 
-def end(tokens: int) -> ServerSentEvent:
+def end(tokens: int) -> ChatEvent:
     return _event("end", EndData(finish_reason="stop", tokens=tokens))
 
 
-def error(code: str, message: str, *, retry_ms: int | None = None) -> ServerSentEvent:
-    event = _event("error", ErrorData(code=code, message=message))
-    event.retry = retry_ms
-    return event
+def error(code: str, message: str, *, retry_ms: int | None = None) -> ChatEvent:
+    return _event("error", ErrorData(code=code, message=message), retry=retry_ms)
 
 
 def heartbeat() -> ServerSentEvent:

@@ -9,7 +9,7 @@ from app import errors
 from app.config import get_settings
 from app.replies import ReplyStore
 from app.request_id import RequestIdMiddleware
-from app.routes import chat, health, metrics
+from app.routes import chat, chat_ws, health, metrics
 
 
 @asynccontextmanager
@@ -41,6 +41,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(chat.router)
+    app.include_router(chat_ws.router)
     return app
 
 

@@ -24,16 +24,17 @@ Deliberate divergences from sse-starlette's defaults (do not "fix" them):
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import aclosing, contextmanager
 from typing import Any
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from app import events, metrics
+from app.events import ChatEvent
 from app.replies import Reply, ReplyStore
 
 logger = logging.getLogger(__name__)
@@ -52,12 +53,39 @@ RESUME_UNAVAILABLE = "The reply to resume is unknown or has expired. Send the me
 SHUTTING_DOWN = "The server is restarting. Reconnect with Last-Event-ID to resume."
 
 
+async def _as_sse(chat_events: AsyncGenerator[ChatEvent, None]) -> AsyncGenerator[ServerSentEvent, None]:
+    async with aclosing(chat_events):
+        async for event in chat_events:
+            yield event.to_sse()
+
+
+def _split_inside_characters(send: Send) -> Send:
+    """Test hook: write each event in pieces cut inside multi-byte characters."""
+
+    async def split_send(message: Message) -> None:
+        body: bytes = message.get("body", b"") if message["type"] == "http.response.body" else b""
+        cuts = [i for i in range(1, len(body)) if body[i - 1] >= 0xC0]  # just after a lead byte
+        start = 0
+        for cut in cuts:
+            await send({"type": "http.response.body", "body": body[start:cut], "more_body": True})
+            await asyncio.sleep(0.005)  # separate network writes
+            start = cut
+        await send({**message, "body": body[start:]} if cuts else message)
+
+    return split_send
+
+
 class EventStreamResponse(EventSourceResponse):
-    def __init__(self, content: AsyncIterator[ServerSentEvent], **kwargs: Any) -> None:
-        super().__init__(content, headers=STREAM_HEADERS, sep="\n", **kwargs)
+    def __init__(
+        self, content: AsyncGenerator[ChatEvent, None], *, split_characters: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(_as_sse(content), headers=STREAM_HEADERS, sep="\n", **kwargs)
         del self.headers["connection"]
+        self._split_characters = split_characters
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._split_characters:
+            send = _split_inside_characters(send)
         try:
             await super().__call__(scope, receive, send)
         except SendTimeoutError:
@@ -100,7 +128,7 @@ async def reply_events(
     shutdown: anyio.Event,
     retry_ms: int,
     shutdown_retry_ms: int,
-) -> AsyncGenerator[ServerSentEvent, None]:
+) -> AsyncGenerator[ChatEvent, None]:
     """start, token... from ``from_index``, then end or error."""
     with _counted() as outcome:
         resumed_from = from_index if from_index else None
@@ -127,7 +155,7 @@ async def reply_events(
                 await wake.wait()
 
 
-async def resume_unavailable() -> AsyncGenerator[ServerSentEvent, None]:
+async def resume_unavailable() -> AsyncGenerator[ChatEvent, None]:
     """An explicit answer for an unknown or expired Last-Event-ID: never a silent restart."""
     with _counted() as outcome:
         outcome[0] = "resume_unavailable"

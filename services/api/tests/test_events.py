@@ -5,20 +5,20 @@ from app import events
 
 
 def test_token_event_frame_is_exact() -> None:
-    assert events.token("msg_1", 7, "مرحبا 👋🏽").encode() == (
+    assert events.token("msg_1", 7, "مرحبا 👋🏽").to_sse().encode() == (
         'id: msg_1:7\nevent: token\ndata: {"index":7,"text":"مرحبا 👋🏽"}\n\n'.encode()
     )
 
 
 def test_start_event_carries_ids_and_retry() -> None:
-    assert events.start("conv_a", "msg_b", retry_ms=3000).encode() == (
+    assert events.start("conv_a", "msg_b", retry_ms=3000).to_sse().encode() == (
         b'event: start\ndata: {"conversation_id":"conv_a","message_id":"msg_b"}\nretry: 3000\n\n'
     )
 
 
 def test_end_and_error_events() -> None:
-    assert events.end(5).encode() == b'event: end\ndata: {"finish_reason":"stop","tokens":5}\n\n'
-    assert events.error("source_failed", "no").encode() == (
+    assert events.end(5).to_sse().encode() == b'event: end\ndata: {"finish_reason":"stop","tokens":5}\n\n'
+    assert events.error("source_failed", "no").to_sse().encode() == (
         b'event: error\ndata: {"code":"source_failed","message":"no"}\n\n'
     )
 
@@ -36,10 +36,19 @@ def test_heartbeat_is_a_comment() -> None:
     ],
 )
 def test_token_text_cannot_break_the_frame(text: str) -> None:
-    frame = events.token("m", 0, text).encode().decode()
+    frame = events.token("m", 0, text).to_sse().encode().decode()
     lines = frame.split("\n")
     # Exactly one id, one event, one data line and the blank terminator.
     assert lines[:2] == ["id: m:0", "event: token"]
     assert lines[3:] == ["", ""]
     assert "\r" not in frame and "\x00" not in frame
     assert json.loads(lines[2].removeprefix("data: "))["text"] == text
+
+
+def test_the_websocket_frame_carries_the_same_event() -> None:
+    assert events.token("msg_1", 7, "مرحبا").to_json() == (
+        '{"event":"token","data":{"index":7,"text":"مرحبا"},"id":"msg_1:7"}'
+    )
+    assert events.error("server_shutdown", "bye", retry_ms=1000).to_json() == (
+        '{"event":"error","data":{"code":"server_shutdown","message":"bye"},"retry":1000}'
+    )

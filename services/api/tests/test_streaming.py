@@ -1,5 +1,4 @@
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -27,7 +26,7 @@ async def collect(
         replies, reply, from_index=from_index, shutdown=shutdown, retry_ms=3000, shutdown_retry_ms=500
     )
     async for event in stream:
-        frames.append((event.event, json.loads(str(event.data)), event.retry))
+        frames.append((event.name, event.data, event.retry))
         if shutdown_after is not None and len(frames) == shutdown_after:
             shutdown.set()
     await replies.close()
@@ -84,7 +83,7 @@ def test_a_client_leaving_closes_the_source_when_there_is_no_grace() -> None:
 
 def test_resume_unavailable_is_an_explicit_error_event() -> None:
     async def run() -> list[Frame]:
-        return [(e.event, json.loads(str(e.data)), e.retry) async for e in resume_unavailable()]
+        return [(e.name, e.data, e.retry) async for e in resume_unavailable()]
 
     assert asyncio.run(run()) == [
         (

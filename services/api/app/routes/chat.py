@@ -6,17 +6,18 @@ error event. A request with ``Last-Event-ID`` resumes the reply that id
 belongs to, from the next token, instead of starting a new one.
 """
 
-import uuid
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.requests import HTTPConnection
 
 from app.config import Settings, get_settings
+from app.conversation import open_reply
 from app.errors import ApiError
 from app.events import heartbeat
-from app.replies import Reply, ReplyStore, StoreFull
+from app.replies import ReplyStore, StoreFull
 from app.schemas import ChatRequest, ErrorBody
 from app.streaming import SHUTDOWN_GRACE_SECONDS, EventStreamResponse, reply_events, resume_unavailable
 from app.token_source import TokenSource
@@ -43,7 +44,7 @@ def get_token_source(settings: SettingsDep) -> TokenSource:
     )
 
 
-def get_store(request: Request) -> ReplyStore:
+def get_store(request: HTTPConnection) -> ReplyStore:
     store: ReplyStore = request.app.state.replies
     return store
 
@@ -63,17 +64,6 @@ def _check_length(body: ChatRequest, settings: Settings) -> None:
                 }
             ]
         )
-
-
-def _find_resumable(store: ReplyStore, last_event_id: str, conversation_id: str | None) -> tuple[Reply | None, int]:
-    """The reply a Last-Event-ID (``<message_id>:<index>``) belongs to, and the next index."""
-    message_id, _, index = last_event_id.rpartition(":")
-    if not message_id or not index.isdigit():
-        return None, 0
-    reply = store.get(message_id)
-    if reply is None or (conversation_id is not None and conversation_id != reply.conversation_id):
-        return None, 0
-    return reply, int(index) + 1
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -112,17 +102,16 @@ async def stream_message(
 ) -> EventStreamResponse:
     _check_length(body, settings)
     shutdown = anyio.Event()  # set by sse-starlette when the server begins to stop
-    reply: Reply | None
-    if last_event_id is None:
-        conversation_id = body.conversation_id or f"conv_{uuid.uuid4().hex}"
-        message_id = f"msg_{uuid.uuid4().hex}"
-        try:
-            reply = store.start(source, body.message, conversation_id=conversation_id, message_id=message_id)
-        except StoreFull as exc:
-            raise ApiError(503, "too_many_streams", "Too many replies are being generated. Retry shortly.") from exc
-        from_index = 0
-    else:
-        reply, from_index = _find_resumable(store, last_event_id, body.conversation_id)
+    try:
+        reply, from_index = open_reply(
+            store,
+            source,
+            message=body.message,
+            conversation_id=body.conversation_id,
+            last_event_id=last_event_id,
+        )
+    except StoreFull as exc:
+        raise ApiError(503, "too_many_streams", "Too many replies are being generated. Retry shortly.") from exc
     stream = (
         resume_unavailable()
         if reply is None
@@ -142,4 +131,5 @@ async def stream_message(
         send_timeout=settings.send_timeout_seconds or None,
         shutdown_event=shutdown,
         shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+        split_characters=settings.twin_test_hooks and body.message.startswith("/split"),
     )

@@ -1,0 +1,103 @@
+"""WS /api/chat/message/ws: the same reply over a WebSocket, for intermediaries
+that buffer or block event streams and cannot be configured.
+
+The client sends one JSON text frame, ``{"message", "conversation_id"?,
+"last_event_id"?}``, and receives the events of ``app.events`` one JSON
+frame each; the server then closes with 1000. Bad input closes the socket
+before any event, with a code and a reason:
+
+    1007  invalid_json       the frame is not JSON
+    1008  validation_error   a field is missing or invalid (the reason says which)
+    1009  message_too_long   longer than CHAT_MAX_MESSAGE_CHARS
+                             (frames over 64 KiB are refused by the server itself)
+    1013  too_many_streams   no new reply can start now
+
+Server pings (every 20 s, see app/worker.py) keep idle connections alive.
+"""
+
+import json
+from contextlib import aclosing
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Depends, WebSocket
+from pydantic import Field, ValidationError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from app.config import Settings, get_settings
+from app.conversation import open_reply
+from app.replies import ReplyStore, StoreFull
+from app.routes.chat import get_store, get_token_source
+from app.schemas import ChatRequest
+from app.streaming import reply_events, resume_unavailable
+from app.token_source import TokenSource
+
+router = APIRouter(prefix="/api/chat", tags=["chat"])
+
+
+class WebSocketChatRequest(ChatRequest):
+    last_event_id: str | None = Field(default=None, max_length=200, description="Resume after this event id.")
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    await websocket.close(code=code, reason=reason.encode()[:123].decode(errors="ignore"))
+
+
+@router.websocket("/message/ws")
+async def chat_over_websocket(
+    websocket: WebSocket,
+    settings: Annotated[Settings, Depends(get_settings)],
+    source: Annotated[TokenSource, Depends(get_token_source)],
+    store: Annotated[ReplyStore, Depends(get_store)],
+) -> None:
+    await websocket.accept()
+    try:
+        raw = await websocket.receive_text()
+    except WebSocketDisconnect:
+        return
+    try:
+        request = WebSocketChatRequest.model_validate(json.loads(raw))
+    except json.JSONDecodeError:
+        return await _refuse(websocket, 1007, "invalid_json: the frame is not valid JSON")
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return await _refuse(websocket, 1008, f"validation_error: {fields}")
+    if len(request.message) > settings.max_message_chars:
+        return await _refuse(websocket, 1009, f"message_too_long: at most {settings.max_message_chars} characters")
+    try:
+        reply, from_index = open_reply(
+            store,
+            source,
+            message=request.message,
+            conversation_id=request.conversation_id,
+            last_event_id=request.last_event_id,
+        )
+    except StoreFull:
+        return await _refuse(websocket, 1013, "too_many_streams: retry shortly")
+
+    events = (
+        resume_unavailable()
+        if reply is None
+        else reply_events(
+            store,
+            reply,
+            from_index=from_index,
+            shutdown=anyio.Event(),  # on shutdown the server closes WebSockets itself (1012)
+            retry_ms=settings.client_retry_ms,
+            shutdown_retry_ms=settings.shutdown_retry_ms,
+        )
+    )
+    async with anyio.create_task_group() as tasks:
+
+        async def stop_when_the_client_leaves() -> None:
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass  # the client has nothing more to say; ignore further frames
+            tasks.cancel_scope.cancel()
+
+        tasks.start_soon(stop_when_the_client_leaves)
+        async with aclosing(events):
+            async for event in events:
+                await websocket.send_text(event.to_json())
+        tasks.cancel_scope.cancel()
+    if websocket.application_state is WebSocketState.CONNECTED:
+        await websocket.close(code=1000)

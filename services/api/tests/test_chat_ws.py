@@ -1,0 +1,56 @@
+import json
+from typing import Any
+
+import pytest
+from app.twin import reply_tokens
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+URL = "/api/chat/message/ws"
+
+
+def converse(client: TestClient, request: Any) -> list[dict[str, Any]]:
+    frames = []
+    with client.websocket_connect(URL) as ws:
+        ws.send_text(request if isinstance(request, str) else json.dumps(request))
+        try:
+            while True:
+                frames.append(json.loads(ws.receive_text()))
+        except WebSocketDisconnect as closed:
+            assert closed.code == 1000
+    return frames
+
+
+def test_the_reply_arrives_as_the_same_events(client: TestClient) -> None:
+    frames = converse(client, {"message": "hi"})
+    assert [f["event"] for f in frames] == ["start", *["token"] * 12, "end"]
+    assert "".join(f["data"]["text"] for f in frames if f["event"] == "token") == "".join(reply_tokens(12))
+    message_id = frames[0]["data"]["message_id"]
+    assert [f["id"] for f in frames[1:-1]] == [f"{message_id}:{i}" for i in range(12)]
+
+
+def test_a_websocket_resumes_after_the_last_event_id(client: TestClient) -> None:
+    first = converse(client, {"message": "hi"})
+    resumed = converse(client, {"message": "hi", "last_event_id": first[5]["id"]})
+    assert resumed[0]["data"]["resumed_from"] == 5
+    assert [f["data"]["index"] for f in resumed if f["event"] == "token"] == list(range(5, 12))
+
+
+@pytest.mark.parametrize(
+    ("request_frame", "code", "reason"),
+    [
+        pytest.param("{nope", 1007, "invalid_json: the frame is not valid JSON", id="not-json"),
+        pytest.param({"text": "hi"}, 1008, "validation_error: message: Field required", id="missing-message"),
+        pytest.param(
+            {"message": "x" * 41}, 1009, "message_too_long: at most 40 characters", id="too-long"
+        ),  # conftest: max 40
+    ],
+)
+def test_bad_input_closes_with_a_code_and_reason(
+    client: TestClient, request_frame: Any, code: int, reason: str
+) -> None:
+    with client.websocket_connect(URL) as ws:
+        ws.send_text(request_frame if isinstance(request_frame, str) else json.dumps(request_frame))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+    assert (closed.value.code, closed.value.reason) == (code, reason)

@@ -1,0 +1,100 @@
+"""The chat page in a real browser (Debian's Chromium, driven by Playwright)
+through nginx: exact multi-byte text, progressive rendering, the fallback to
+the WebSocket behind a buffering proxy, and a screenshot."""
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from app.twin import reply_tokens
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.integration.stack import REPLY_TOKENS, ROOT, TOKEN_DELAY_SECONDS, Stack
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+EXPECTED = "".join(reply_tokens(REPLY_TOKENS))
+# "/split" makes the API cut every multi-byte character across two network
+# writes (a test hook), so the page's decoder must join them.
+SPLIT = "/split مرحبا 👋🏽"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def chat(page: Page, url: str, message: str) -> tuple[dict[str, Any], str]:
+    page.goto(url)
+    page.fill("#message", message)
+    page.click("button[type=submit]")
+    # Waits on what a person sees; a script predicate would need the page's
+    # CSP to allow eval, which it rightly does not.
+    expect(page.locator("#state")).to_have_text(re.compile("^(done|failed)$"), timeout=30_000)
+    state: dict[str, Any] = page.evaluate("window.chat")
+    return state, page.locator(".assistant").last.inner_text()
+
+
+def test_the_page_renders_split_characters_exactly(stack: Stack, page: Page) -> None:
+    state, text = chat(page, stack.url(path="/"), SPLIT)
+
+    assert (state["state"], state["transport"]) == ("done", "SSE")
+    assert text == EXPECTED
+    assert "\ufffd" not in text
+
+
+def test_without_stream_decoding_the_same_stream_shows_replacement_characters(stack: Stack, page: Page) -> None:
+    # Negative control: the page's deliberately broken decoder (each chunk
+    # decoded on its own) shows what the test above guards against.
+    _, text = chat(page, stack.url(path="/?decoder=naive"), SPLIT)
+    assert "\ufffd" in text
+
+
+def test_tokens_appear_progressively(stack: Stack, page: Page) -> None:
+    state, _ = chat(page, stack.url(path="/"), "show me streaming")
+
+    times = [entry["t"] / 1000 for entry in state["timeline"]]
+    assert len(times) == REPLY_TOKENS
+    generation = REPLY_TOKENS * TOKEN_DELAY_SECONDS
+    # DOM updates spread over the generation time, the first long before the last.
+    assert times[-1] - times[0] >= 0.6 * generation, times
+    assert state["ttftMs"] / 1000 < (times[-1] - times[0]) / 4, state["ttftMs"]
+    print(f"\nbrowser: time to first token {state['ttftMs']:.0f} ms; tokens over {times[-1] - times[0]:.2f} s")
+
+
+def test_behind_a_buffering_proxy_the_page_falls_back_to_the_websocket(stack: Stack, page: Page) -> None:
+    state, text = chat(page, stack.url("proxy-buffering", "/?firstByteTimeout=1000"), "are you there?")
+
+    assert (state["state"], state["transport"]) == ("done", "WebSocket")
+    assert text == EXPECTED
+    assert "switching to WebSocket" in page.locator(".notice").first.inner_text()
+
+
+def test_screenshot_of_a_conversation(stack: Stack, page: Page) -> None:
+    chat(page, stack.url(path="/"), "مرحبا! 你好! Hello! 👋🏽")
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "browser-conversation.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
