@@ -58,6 +58,11 @@ test-integration: venv ## Integration tests against the real stack (Docker Compo
 .PHONY: test
 test: lint test-unit test-integration ## Everything: lint, unit, then integration tests
 
+URL ?= $(STREAM_URL)
+.PHONY: probe
+probe: venv ## Does a reply stream through URL? make probe URL=https://... [TOKEN=...] [ARGS=--http2]
+	$(PYTHON) -m streamcheck.probe $(URL) $(if $(TOKEN),--token $(TOKEN)) $(ARGS)
+
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

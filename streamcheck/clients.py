@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import httpx2
 import requests
 import urllib3
 from websockets.exceptions import ConnectionClosed
@@ -57,6 +58,37 @@ def with_requests(
     except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         # A body cut mid-chunk raises here; what arrived before stays recorded.
         recorder.measurement.failure = f"{type(exc).__name__}: {exc}"
+    return recorder.finish()
+
+
+def with_httpx(
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    http2: bool = True,
+    verify: bool = True,
+) -> Measurement:
+    """The same request with httpx2, over HTTP/2 when the server offers it.
+
+    On ``http://`` URLs HTTP/2 means prior knowledge (h2c): no HTTP/1.1 is tried.
+    ``measurement.headers[":protocol"]`` records the version used.
+    """
+    recorder = Recorder()
+    m = recorder.measurement
+    client = httpx2.Client(http1=not (http2 and url.startswith("http://")), http2=http2, verify=verify, timeout=timeout)
+    try:
+        with (
+            client,
+            client.stream("POST", url, json=dict(payload), headers={**JSON_HEADERS, **(headers or {})}) as response,
+        ):
+            m.status = response.status_code
+            m.headers = {k.lower(): v for k, v in response.headers.items()}
+            m.headers[":protocol"] = response.http_version
+            _run(recorder, response.iter_bytes(), None)
+    except httpx2.HTTPError as exc:
+        m.failure = f"{type(exc).__name__}: {exc}"
     return recorder.finish()
 
 

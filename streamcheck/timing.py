@@ -17,12 +17,16 @@ from streamcheck.sse import Event, Parser
 # Reads closer together than this count as one burst. A streamed token event
 # is followed by the next one only after the source's own pacing.
 BURST_GAP_SECONDS = 0.010
+# A stream cut after at least this much silence was most likely closed by an
+# idle timeout (nginx proxy_read_timeout, a load balancer's idle timeout).
+IDLE_CUT_SECONDS = 1.0
 
 
 class Kind(StrEnum):
     STREAMING = "streaming"
     BUFFERED = "buffered"
     COMPRESSED = "compressed"  # buffered, and the body was compressed on the way
+    IDLE_TIMEOUT = "idle_timeout"  # cut after a long silence: an idle timeout on the path
     CUT = "cut"  # the stream ended without its closing `end` or `error` event
     ERROR = "error"  # a non-200 status, an `error` event, or a failed request
     INCONCLUSIVE = "inconclusive"  # too few events to tell
@@ -142,6 +146,9 @@ def classify(m: Measurement, *, min_events: int = 5) -> Verdict:
     if m.closing_event == "error":
         return verdict(Kind.ERROR, "the stream ended with an error event")
     if m.closing_event is None:
+        silence = m.total_seconds - (m.reads[-1][0] if m.reads else 0.0)
+        if silence >= IDLE_CUT_SECONDS:
+            return verdict(Kind.IDLE_TIMEOUT, f"the stream was cut after {silence:.1f} s without data")
         cause = f" ({m.failure})" if m.failure else ""
         return verdict(Kind.CUT, f"the stream ended without an end or error event{cause}")
     if len(times) < min_events:

@@ -49,8 +49,9 @@ def test_the_same_events_resume_over_the_websocket(stack: Stack) -> None:
             "message_too_long: at most 4000 characters",
             id="message-too-long",
         ),
-        pytest.param(json.dumps({"message": "x" * 100_000}), 1009, "frame exceeds limit of 65536 bytes",
-                     id="frame-over-64-KiB"),
+        pytest.param(
+            json.dumps({"message": "x" * 100_000}), 1009, "frame exceeds limit of 65536 bytes", id="frame-over-64-KiB"
+        ),
     ],
 )
 def test_bad_input_closes_with_code_and_reason(stack: Stack, frame: str, code: int, reason: str) -> None:

@@ -10,12 +10,15 @@ def measurement(
     closing: str | None = "end",
     status: int = 200,
     headers: dict[str, str] | None = None,
+    ended: float | None = None,
 ) -> Measurement:
     arrivals = [Arrival(0.01, Event("start", "{}"))]
     arrivals += [Arrival(t, Event("token", "{}")) for t in token_times]
     if closing:
         arrivals.append(Arrival(token_times[-1] if token_times else 0.02, Event(closing, "{}")))
-    return Measurement(status=status, headers=headers or {}, arrivals=arrivals)
+    reads = [(a.seconds, 100) for a in arrivals]
+    end = ended if ended is not None else (arrivals[-1].seconds if arrivals else 0.0)
+    return Measurement(status=status, headers=headers or {}, arrivals=arrivals, reads=reads, total_seconds=end)
 
 
 SPREAD = [0.1 * i for i in range(1, 21)]  # one event every 100 ms
@@ -35,6 +38,9 @@ def test_bursts_group_reads_closer_than_the_gap() -> None:
         pytest.param(measurement(BURST, headers={"content-encoding": "gzip"}), Kind.COMPRESSED, id="gzip-burst"),
         pytest.param(measurement(SPREAD, headers={"content-encoding": "gzip"}), Kind.STREAMING, id="gzip-flushed"),
         pytest.param(measurement(SPREAD, closing=None), Kind.CUT, id="no-closing-event"),
+        pytest.param(
+            measurement(SPREAD, closing=None, ended=SPREAD[-1] + 2.0), Kind.IDLE_TIMEOUT, id="cut-after-silence"
+        ),
         pytest.param(measurement(SPREAD, closing="error"), Kind.ERROR, id="error-event"),
         pytest.param(measurement([], closing=None, status=503), Kind.ERROR, id="http-503"),
         pytest.param(measurement(SPREAD[:3]), Kind.INCONCLUSIVE, id="too-few-events"),

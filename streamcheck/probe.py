@@ -1,0 +1,127 @@
+"""Probe a deployment: does a chat reply stream through it, or is it buffered?
+
+    python -m streamcheck.probe https://chat.example.com/api/chat/message/stream [--token T] [--http2] [--json]
+
+It sends one chat message, times every event as it arrives, and prints the
+headers that matter, the time to first byte and to first token, the gaps
+between events, the bursts, and a verdict with its likely cause and fix.
+The exit status is 0 only when the reply streamed, so it can gate a
+deployment pipeline; 1 for any other verdict, 2 for bad arguments.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
+
+from streamcheck import clients
+from streamcheck.timing import Kind, Measurement, Verdict, bursts, classify
+
+HEADERS_THAT_MATTER = (
+    ":protocol", "content-type", "content-encoding", "transfer-encoding", "cache-control",
+    "x-accel-buffering", "via", "server", "cf-ray", "cf-cache-status", "x-cache", "x-request-id",
+)  # fmt: skip
+
+FIXES = {
+    Kind.STREAMING: "Nothing to fix.",
+    Kind.BUFFERED: (
+        "An intermediary holds the response until a buffer fills or the reply ends. nginx: `proxy_buffering off` "
+        "in the streaming location only (services/nginx/snippets/streaming.conf), and do not ignore "
+        "X-Accel-Buffering. AWS ALB/CloudFront or a CDN: see the README's guidance for intermediaries; "
+        "if it cannot be configured, use the WebSocket fallback (/api/chat/message/ws)."
+    ),
+    Kind.COMPRESSED: (
+        "An intermediary compresses the event stream, and compression holds output until its buffer fills. "
+        "Turn compression off for text/event-stream (nginx: `gzip off` in the streaming location; "
+        "Cloudflare: a rule that bypasses compression for this path). The API sends Cache-Control: no-transform."
+    ),
+    Kind.IDLE_TIMEOUT: (
+        "The connection was closed after a silence: an idle timeout on the path (nginx proxy_read_timeout, "
+        "AWS ALB idle timeout, 60 s by default; Cloudflare, about 100 s). Send heartbeats more often than the "
+        "shortest of them (CHAT_HEARTBEAT_SECONDS), or raise it (README: Timeouts in the chain)."
+    ),
+    Kind.CUT: (
+        "The stream ended without its closing event: the server or an intermediary closed it (a restart, a "
+        "crash, a response size or time limit). Look up the request id in the API's logs."
+    ),
+    Kind.ERROR: "The request failed or the reply ended with an error event: see the status and the error above.",
+    Kind.INCONCLUSIVE: "Too few events to judge: ask for a longer reply (--message) and probe again.",
+}
+
+
+def report(url: str, m: Measurement, verdict: Verdict) -> dict[str, Any]:
+    times = m.times("token")
+    gaps = [b - a for a, b in pairwise(times)]
+    error = next((json.loads(e.data) for e in m.events("error")), None)
+    return {
+        "url": url,
+        "status": m.status,
+        "headers": {name: m.headers[name] for name in HEADERS_THAT_MATTER if name in m.headers},
+        "first_byte_seconds": m.first_byte_seconds,
+        "first_token_seconds": times[0] if times else None,
+        "last_token_seconds": times[-1] if times else None,
+        "events": len(m.arrivals),
+        "tokens": len(times),
+        "heartbeats": m.comments,
+        "bursts": len(bursts(times)),
+        "gap_median_seconds": statistics.median(gaps) if gaps else None,
+        "gap_max_seconds": max(gaps) if gaps else None,
+        "arrivals": [{"seconds": round(a.seconds, 4), "event": a.event.event, "id": a.event.id} for a in m.arrivals],
+        "error": error or m.failure,
+        "verdict": verdict.kind.value,
+        "reason": verdict.reason,
+        "fix": FIXES[verdict.kind],
+    }
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f} ms"
+
+
+def text(r: dict[str, Any]) -> str:
+    lines = [f"probe  {r['url']}", f"status {r['status']}"]
+    lines += [f"  {name}: {value}" for name, value in r["headers"].items()]
+    lines += [
+        f"first byte {_seconds(r['first_byte_seconds'])}, first token {_seconds(r['first_token_seconds'])}, "
+        f"last token {_seconds(r['last_token_seconds'])}",
+        f"{r['tokens']} tokens in {r['bursts']} bursts; gaps: median {_seconds(r['gap_median_seconds'])}, "
+        f"max {_seconds(r['gap_max_seconds'])}; {r['heartbeats']} heartbeats",
+    ]
+    arrivals = " ".join(f"{a['seconds']:.2f}" for a in r["arrivals"][:60])
+    lines.append(f"arrivals (s): {arrivals}{' ...' if len(r['arrivals']) > 60 else ''}")
+    if r["error"]:
+        lines.append(f"error: {r['error']}")
+    lines += [f"verdict: {r['verdict'].upper()} ({r['reason']})", f"fix: {r['fix']}"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streamcheck.probe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("url", help="the streaming endpoint, e.g. http://localhost:8080/api/chat/message/stream")
+    parser.add_argument("--token", help="bearer token, sent as Authorization: Bearer ...")
+    parser.add_argument("--message", default="Hello from the probe: مرحبا 👋", help="the chat message to send")
+    parser.add_argument("--http2", action="store_true", help="use HTTP/2 (h2c prior knowledge on http:// URLs)")
+    parser.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds without data before giving up")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    payload = {"message": args.message}
+    if args.http2 or args.insecure:
+        m = clients.with_httpx(
+            args.url, payload, headers=headers, timeout=args.timeout, http2=args.http2, verify=not args.insecure
+        )
+    else:
+        m = clients.with_requests(args.url, payload, headers=headers, timeout=args.timeout)
+    verdict = classify(m)
+    result = report(args.url, m, verdict)
+    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else text(result))
+    return 0 if verdict.streaming else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
