@@ -45,7 +45,7 @@ venv: $(VENV)/.installed ## Create .venv with the pinned test dependencies
 .PHONY: lint
 lint: venv ## Type-check (mypy --strict) and lint (ruff)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy services/api/app streamcheck tests services/api/tests
+	$(VENV)/bin/mypy services/api/app streamcheck tests services/api/tests bench
 
 .PHONY: test-unit
 test-unit: venv ## Unit tests, in-process, no Docker
@@ -57,6 +57,12 @@ test-integration: venv ## Integration tests against the real stack (Docker Compo
 
 .PHONY: test
 test: lint test-unit test-integration ## Everything: lint, unit, then integration tests
+
+MODE ?= quick
+.PHONY: bench
+bench: venv ## Benchmark the stack: MODE=quick (about 3 minutes) or MODE=full; results in bench/results/
+	$(PYTHON) -m pip install --quiet --requirement bench/requirements-host.txt
+	$(PYTHON) -m bench.run --mode $(MODE)
 
 URL ?= $(STREAM_URL)
 .PHONY: probe

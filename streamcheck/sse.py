@@ -8,7 +8,10 @@ Ref: https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream
 """
 
 import codecs
+import re
 from dataclasses import dataclass
+
+_LINE_END = re.compile(r"[\r\n]")
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,6 @@ class Parser:
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._text = ""
-        self._pending_cr = False
         self._reset_event()
         self.comments = 0
 
@@ -37,29 +39,29 @@ class Parser:
 
     def feed(self, chunk: bytes) -> list[Event]:
         self._text += self._decoder.decode(chunk)
-        return self._drain()
+        return self._drain(final=False)
 
     def close(self) -> list[Event]:
         """End of stream: an unterminated event is dropped, as the spec says."""
         self._text += self._decoder.decode(b"", final=True)
-        return self._drain()
+        return self._drain(final=True)
 
-    def _drain(self) -> list[Event]:
+    def _drain(self, *, final: bool) -> list[Event]:
         events: list[Event] = []
         text = self._text
         start = 0
-        for index, char in enumerate(text):
-            if char == "\n" and self._pending_cr:  # the LF of a CRLF split across chunks
-                self._pending_cr = False
-                start = index + 1
-                continue
-            self._pending_cr = False
-            if char in "\r\n":
-                self._pending_cr = char == "\r"
-                event = self._line(text[start:index])
-                if event is not None:
-                    events.append(event)
-                start = index + 1
+        while (found := _LINE_END.search(text, start)) is not None:
+            end = found.start()
+            if text[end] == "\r":
+                if end + 1 == len(text) and not final:
+                    break  # maybe the first half of a CRLF: wait for the next chunk
+                after = end + 2 if text.startswith("\n", end + 1) else end + 1
+            else:
+                after = end + 1
+            event = self._line(text[start:end])
+            if event is not None:
+                events.append(event)
+            start = after
         self._text = text[start:]
         return events
 

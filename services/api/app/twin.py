@@ -12,6 +12,7 @@ message that starts with one of these drives a failure path:
     /pause S     stay silent for S seconds before the first token
     /flood       produce FLOOD_BYTES of text as fast as possible
     /forge       tokens that try to break SSE framing (CR, LF, NUL, "event:")
+    /pace MS N   N tokens, MS milliseconds apart (the benchmark's load shapes)
 """
 
 import asyncio
@@ -57,11 +58,15 @@ class Twin:
             for token in FORGED_TOKENS:
                 yield token
             return
+        tokens, delay = self._tokens, self._delay
         if hook == "/pause":
             await asyncio.sleep(float(argument.split()[0]))
+        if hook == "/pace":
+            milliseconds, count = argument.split()[:2]
+            delay, tokens = float(milliseconds) / 1000, int(count)
         fail_after = FAULT_AFTER_TOKENS if hook == "/fail" else None
-        for index, text in enumerate(reply_tokens(self._tokens)):
+        for index, text in enumerate(reply_tokens(tokens)):
             if index == fail_after:
                 raise TokenSourceError("fault injected by the test hook")
-            await asyncio.sleep(self._delay)
+            await asyncio.sleep(delay)
             yield text

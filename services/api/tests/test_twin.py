@@ -43,3 +43,8 @@ def test_fault_hook_raises_after_a_few_tokens_when_enabled() -> None:
 def test_fault_hook_is_inert_when_disabled() -> None:
     twin = Twin(tokens=10, delay_seconds=0)
     assert asyncio.run(collect(twin, "/fail now")) == reply_tokens(10)
+
+
+def test_pace_hook_sets_count_and_delay() -> None:
+    twin = Twin(tokens=10, delay_seconds=5, test_hooks=True)
+    assert asyncio.run(collect(twin, "/pace 0 3")) == reply_tokens(3)

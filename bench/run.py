@@ -1,0 +1,287 @@
+"""Run the benchmark: `make bench` (quick, about 3 minutes) or `make bench MODE=full`.
+
+On the host: brings the stack up with the bench overlay, runs each scenario
+of bench/loadgen.py in the `loadgen` container, reads container memory
+(docker stats) and kernel socket memory (/proc/net/sockstat) while streams
+are held, and writes results.json, report.md and PNG plots to
+bench/results/<time>/. Each scenario runs through nginx and directly against
+the API in the same run, so the proxy's cost is a measured ratio.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# Its own project on a free port: a stack started by `make up` keeps running.
+COMPOSE = ["docker", "compose", "--project-name", "chat-stream-bench", "-f", "compose.yaml",
+           "-f", "bench/compose.bench.yaml", "--profile", "bench"]  # fmt: skip
+ENV = {**os.environ, "HTTP_PORT": "0"}
+NGINX, API, GRANIAN = "http://nginx:8080", "http://api:8000", "http://api-granian:8000"
+
+SIZES: dict[str, dict[str, Any]] = {
+    "quick": {"pairs": 50, "background": 1000, "probes": 100, "hold": [1000, 2000], "hold_seconds": 10,
+              "throughput": 500, "throughput_tokens": 100, "churn": 2000},
+    "full": {"pairs": 500, "background": 5000, "probes": 500, "hold": [5000, 10000], "hold_seconds": 30,
+             "throughput": 1000, "throughput_tokens": 200, "churn": 10000},
+}  # fmt: skip
+
+GOALS = {
+    "proxy_added_p50_ms": 0.3,
+    "proxy_added_p99_ms": 2.0,
+    "ttft_p99_ms": 20.0,
+    "streams_held": 10_000,
+    "kb_per_stream_total": 48.0,
+    "kb_per_stream_nginx": 10.0,
+    "events_per_second": 20_000,
+}
+
+
+def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMPOSE, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, check=check)
+
+
+def loadgen(*args: str, on_holding: Any = None) -> dict[str, Any]:
+    command = [*COMPOSE, "run", "--rm", "-T", "loadgen", "python", "-m", "bench.loadgen", *args]
+    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout and process.stderr
+    errors: list[str] = []
+
+    def watch_stderr() -> None:
+        assert process.stderr
+        for line in process.stderr:
+            if line.startswith("HOLDING") and on_holding:
+                on_holding(int(line.split()[1]))
+            else:
+                errors.append(line)
+
+    watcher = threading.Thread(target=watch_stderr)
+    watcher.start()
+    stdout = process.stdout.read()
+    process.wait()
+    watcher.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"loadgen {args[0]} failed:\n{''.join(errors[-20:])}")
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    return result
+
+
+def memory_mib(service: str) -> float:
+    container = compose("ps", "-q", service).stdout.strip()
+    usage = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
+        capture_output=True, text=True, check=True,
+    ).stdout.split("/")[0].strip()  # fmt: skip
+    number, unit = float(usage[:-3]), usage[-3:]
+    return number * {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}[unit]
+
+
+def kernel_tcp_mib() -> float:
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()
+            return int(fields[fields.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return 0.0
+
+
+def api_metrics() -> dict[str, float]:
+    script = "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())"
+    text = compose("exec", "-T", "api", "python3", "-c", script).stdout
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    )  # fmt: skip
+    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    docker = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "docker": docker.stdout.strip(),
+        "note": "load client, nginx and the API share these cores",
+    }
+
+
+def held_memory(base: str, streams: int, seconds: float) -> dict[str, Any]:
+    before = {"nginx": memory_mib("nginx"), "api": memory_mib("api"), "kernel": kernel_tcp_mib()}
+    during: dict[str, float] = {}
+
+    def on_holding(_: int) -> None:
+        time.sleep(2)  # let allocations settle
+        during.update(nginx=memory_mib("nginx"), api=memory_mib("api"), kernel=kernel_tcp_mib())
+
+    result = loadgen(
+        "hold", "--base", base, "--streams", str(streams), "--seconds", str(seconds), on_holding=on_holding
+    )
+    opened = max(result["open"], 1)
+    result["memory_mib_before"] = before
+    result["memory_mib_held"] = during
+    result["kb_per_stream"] = {key: (during.get(key, 0) - before[key]) * 1024 / opened for key in before}
+    return result
+
+
+def run(mode: str) -> dict[str, Any]:
+    size = SIZES[mode]
+    results: dict[str, Any] = {"mode": mode, "machine": machine(), "goals": GOALS}
+    print("latency added by nginx, per event ...", flush=True)
+    results["latency"] = {
+        f"{pairs}_streams": loadgen("latency", "--direct", API, "--proxied", NGINX, "--pairs", str(pairs))
+        for pairs in (1, size["pairs"])
+    }
+    print(f"time to first token with {size['background']} streams open ...", flush=True)
+    results["ttft"] = {
+        name: loadgen("ttft", "--base", base, "--background", str(size["background"]), "--probes", str(size["probes"]))
+        for name, base in (("nginx", NGINX), ("direct", API))
+    }
+    print("streams held, and memory per stream ...", flush=True)
+    results["hold"] = {f"nginx_{n}": held_memory(NGINX, n, size["hold_seconds"]) for n in size["hold"]}
+    top = size["hold"][-1]
+    results["hold"][f"direct_{top}"] = held_memory(API, top, size["hold_seconds"])
+    print("events per second ...", flush=True)
+    results["throughput"] = {
+        name: loadgen("throughput", "--base", base, "--streams", str(size["throughput"]),
+                      "--tokens", str(size["throughput_tokens"]))
+        for name, base in (("nginx", NGINX), ("direct", API), ("direct_granian", GRANIAN))
+    }  # fmt: skip
+    print("leaks after abrupt disconnects ...", flush=True)
+    baseline = {"api_mib": memory_mib("api"), "nginx_mib": memory_mib("nginx")}
+    churn = loadgen("churn", "--base", NGINX, "--cycles", str(size["churn"]))
+    time.sleep(3)
+    metrics = api_metrics()
+    churn.update(
+        baseline=baseline,
+        after={"api_mib": memory_mib("api"), "nginx_mib": memory_mib("nginx")},
+        active_streams=metrics.get("chat_active_streams", -1),
+        running_generations=metrics.get("chat_running_generations", -1),
+    )
+    results["churn"] = churn
+    return results
+
+
+def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(measure, figure, goal, verdict) rows."""
+    rows = []
+
+    def row(measure: str, value: float | None, goal: float, unit: str, lower_is_better: bool = True) -> None:
+        if value is None:
+            rows.append((measure, "-", f"{goal:g} {unit}", "not measured"))
+            return
+        met = value <= goal if lower_is_better else value >= goal
+        gap = f"short by {abs(value - goal):.3g} {unit}" if not met else "met"
+        rows.append((measure, f"{value:.3g} {unit}", f"{'<=' if lower_is_better else '>='} {goal:g} {unit}", gap))
+
+    for name, latency in r["latency"].items():
+        row(f"proxy adds p50, {name.replace('_', ' ')}", latency["added_ms"]["p50"], GOALS["proxy_added_p50_ms"], "ms")
+        row(f"proxy adds p99, {name.replace('_', ' ')}", latency["added_ms"]["p99"], GOALS["proxy_added_p99_ms"], "ms")
+    for name, ttft in r["ttft"].items():
+        row(f"TTFT p99, {ttft['background_open']} open, {name}", ttft["ttft_ms"]["p99"], GOALS["ttft_p99_ms"], "ms")
+    for name, held in r["hold"].items():
+        row(f"streams held with every event, {name}", held["all_events_delivered"], GOALS["streams_held"], "streams",
+            lower_is_better=False)  # fmt: skip
+        per = held["kb_per_stream"]
+        total = per["api"] + per["kernel"] + (per["nginx"] if name.startswith("nginx") else 0)
+        row(f"memory per stream, total, {name}", total, GOALS["kb_per_stream_total"], "KB")
+        if name.startswith("nginx"):
+            row(f"memory per stream, nginx, {name}", per["nginx"], GOALS["kb_per_stream_nginx"], "KB")
+    for name, t in r["throughput"].items():
+        row(f"events/s end to end, {name}", t["events_per_second"], GOALS["events_per_second"], "events/s",
+            lower_is_better=False)  # fmt: skip
+    c = r["churn"]
+    leak = "none" if c["active_streams"] == 0 and c["running_generations"] == 0 else "streams left open"
+    rows.append((
+        f"leaks after {c['cycles']} abrupt disconnects",
+        f"{c['active_streams']:g} streams, {c['running_generations']:g} generations open; "
+        f"API {c['baseline']['api_mib']:.0f} -> {c['after']['api_mib']:.0f} MiB",
+        "0 open, memory back to baseline", "met" if leak == "none" else leak,
+    ))  # fmt: skip
+    return rows
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"# Benchmark ({r['mode']} mode)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, kernel {m['kernel']}, "
+        f"Docker {m['docker']} ({m['note']}).",
+        "",
+        "| measure | figure | goal | verdict |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in verdicts(r)]
+    cpu = [t["client_cpu_seconds"] for t in r["throughput"].values()]
+    lines += ["", f"Load client CPU during the throughput runs: {', '.join(f'{c:.1f}' for c in cpu)} core-seconds."]
+    return "\n".join(lines) + "\n"
+
+
+def plots(r: dict[str, Any], folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name, latency in r["latency"].items():
+        if latency["samples_ms"]:
+            axis.hist(latency["samples_ms"], bins=60, alpha=0.6, label=name.replace("_", " "))
+    axis.set(title="Delay added by nginx, per event", xlabel="ms (through nginx - direct)", ylabel="events")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(folder / "latency.png", dpi=120)
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    held = {name: h for name, h in r["hold"].items() if name.startswith("nginx")}
+    counts = [h["open"] for h in held.values()]
+    for key in ("nginx", "api", "kernel"):
+        axis.plot([0, *counts], [0, *[h["memory_mib_held"].get(key, 0) - h["memory_mib_before"][key]
+                                      for h in held.values()]], marker="o", label=key)  # fmt: skip
+    axis.set(title="Memory growth with open streams (through nginx)", xlabel="open streams", ylabel="MiB")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(folder / "memory.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mode", choices=SIZES, default="quick")
+    parser.add_argument("--keep", action="store_true", help="leave the stack running")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    print("building and starting the stack ...", flush=True)
+    compose("up", "--detach", "--build", "--wait")
+    try:
+        results = run(args.mode)
+    finally:
+        if not args.keep:
+            compose("down", "--remove-orphans", check=False)
+    results["seconds"] = round(time.monotonic() - started)
+    folder = ROOT / "bench" / "results" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=2))
+    report = markdown(results)
+    (folder / "report.md").write_text(report)
+    plots(results, folder)
+    print(report)
+    print(f"written to {folder.relative_to(ROOT)}/ in {results['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
