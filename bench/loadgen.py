@@ -56,8 +56,11 @@ async def stream(
     last_event_id: str | None = None,
     on_start: Callable[[Stream], None] | None = None,
     stop_after_tokens: int | None = None,
+    result: Stream | None = None,
 ) -> Stream:
-    result = Stream()
+    """One request; ``result`` (when given) is filled as events arrive, so a
+    cancelled stream still tells what it received."""
+    result = result if result is not None else Stream()
     headers = {"Accept": "text/event-stream"}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
@@ -127,7 +130,8 @@ def _hold_worker(base: str, count: int, message: str, ready: Any, stop: Any, res
                 all_started.set()
 
         async with session() as http:
-            tasks = [asyncio.create_task(stream(http, base, message, on_start=on_start)) for _ in range(count)]
+            streams = [Stream() for _ in range(count)]
+            tasks = [asyncio.create_task(stream(http, base, message, on_start=on_start, result=s)) for s in streams]
             with contextlib.suppress(TimeoutError):  # report how many opened, whatever happened
                 await asyncio.wait_for(all_started.wait(), timeout=120)
             ready.put(started)
@@ -135,8 +139,7 @@ def _hold_worker(base: str, count: int, message: str, ready: Any, stop: Any, res
             began = time.monotonic()
             for task in tasks:
                 task.cancel()
-            done = await asyncio.gather(*tasks, return_exceptions=True)
-            streams = [d for d in done if isinstance(d, Stream)]
+            await asyncio.gather(*tasks, return_exceptions=True)
             results.put(
                 {
                     "started": started,
@@ -220,7 +223,7 @@ async def ttft(base: str, background: int, probes: int, concurrency: int, proces
 
     async def probe(http: aiohttp.ClientSession) -> Stream:
         async with gate:
-            return await stream(http, base, "/pace 10 5", stop_after_tokens=1)
+            return await stream(http, base, "/pace 0 5", stop_after_tokens=1)
 
     async with session() as http:
         results = await asyncio.gather(*(probe(http) for _ in range(probes)))
@@ -297,6 +300,9 @@ async def churn(base: str, cycles: int, concurrency: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    # Thousands of sockets: take the whole file limit the container allows.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     parser = argparse.ArgumentParser(prog="python -m bench.loadgen")
     sub = parser.add_subparsers(dest="scenario", required=True)
     p = sub.add_parser("latency")

@@ -22,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 # Its own project on a free port: a stack started by `make up` keeps running.
 COMPOSE = ["docker", "compose", "--project-name", "chat-stream-bench", "-f", "compose.yaml",
-           "-f", "bench/compose.bench.yaml", "--profile", "bench"]  # fmt: skip
+           "-f", "bench/compose.bench.yaml"]  # fmt: skip
 ENV = {**os.environ, "HTTP_PORT": "0"}
 NGINX, API, GRANIAN = "http://nginx:8080", "http://api:8000", "http://api-granian:8000"
 
@@ -45,11 +45,14 @@ GOALS = {
 
 
 def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*COMPOSE, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, check=check)
+    done = subprocess.run([*COMPOSE, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"docker compose {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done
 
 
 def loadgen(*args: str, on_holding: Any = None) -> dict[str, Any]:
-    command = [*COMPOSE, "run", "--rm", "-T", "loadgen", "python", "-m", "bench.loadgen", *args]
+    command = [*COMPOSE, "--profile", "bench", "run", "--rm", "-T", "loadgen", "python", "-m", "bench.loadgen", *args]
     process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout and process.stderr
     errors: list[str] = []
@@ -267,6 +270,7 @@ def main() -> None:
     started = time.monotonic()
     print("building and starting the stack ...", flush=True)
     compose("up", "--detach", "--build", "--wait")
+    compose("--profile", "bench", "build", "loadgen")
     try:
         results = run(args.mode)
     finally:

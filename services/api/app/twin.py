@@ -65,7 +65,8 @@ class Twin:
             milliseconds, count = argument.split()[:2]
             delay, tokens = float(milliseconds) / 1000, int(count)
         fail_after = FAULT_AFTER_TOKENS if hook == "/fail" else None
-        for index, text in enumerate(reply_tokens(tokens)):
+        # Lazily: a long reply must not be built in memory before it is sent.
+        for index, text in enumerate(islice(cycle(SCRIPT), tokens)):
             if index == fail_after:
                 raise TokenSourceError("fault injected by the test hook")
             await asyncio.sleep(delay)
