@@ -123,6 +123,10 @@ def machine() -> dict[str, Any]:
 
 
 def held_memory(base: str, streams: int, seconds: float) -> dict[str, Any]:
+    # Fresh processes: Python's allocator and nginx's pools keep their
+    # high-water mark, which would hide what the next streams cost.
+    compose("restart", "api", "nginx")
+    compose("up", "--detach", "--wait", "api", "nginx")
     before = {"nginx": memory_mib("nginx"), "api": memory_mib("api"), "kernel": kernel_tcp_mib()}
     during: dict[str, float] = {}
 
@@ -196,8 +200,16 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     for name, ttft in r["ttft"].items():
         row(f"TTFT p99, {ttft['background_open']} open, {name}", ttft["ttft_ms"]["p99"], GOALS["ttft_p99_ms"], "ms")
     for name, held in r["hold"].items():
-        row(f"streams held with every event, {name}", held["all_events_delivered"], GOALS["streams_held"], "streams",
-            lower_is_better=False)  # fmt: skip
+        if held["requested"] < GOALS["streams_held"]:
+            rows.append((
+                f"streams held with every event, {name}",
+                f"{held['all_events_delivered']} of {held['requested']}",
+                f">= {GOALS['streams_held']} streams",
+                f"{r['mode']} mode tries {held['requested']}; MODE=full tries {GOALS['streams_held']}",
+            ))  # fmt: skip
+        else:
+            row(f"streams held with every event, {name}", held["all_events_delivered"], GOALS["streams_held"],
+                "streams", lower_is_better=False)  # fmt: skip
         per = held["kb_per_stream"]
         total = per["api"] + per["kernel"] + (per["nginx"] if name.startswith("nginx") else 0)
         row(f"memory per stream, total, {name}", total, GOALS["kb_per_stream_total"], "KB")
@@ -230,7 +242,14 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in verdicts(r)]
     cpu = [t["client_cpu_seconds"] for t in r["throughput"].values()]
-    lines += ["", f"Load client CPU during the throughput runs: {', '.join(f'{c:.1f}' for c in cpu)} core-seconds."]
+    lines += [
+        "",
+        f"Load client CPU during the throughput runs: {', '.join(f'{c:.1f}' for c in cpu)} core-seconds.",
+        "The proxy's added delay is the difference of two arrival times taken by one client process; figures",
+        "below about 0.1 ms (or negative) are within that client's timing noise.",
+        "Memory per stream: container memory (docker stats) while the streams are held, minus before, after a",
+        "restart of nginx and the API; kernel: TCP buffer memory (/proc/net/sockstat), near zero for idle streams.",
+    ]
     return "\n".join(lines) + "\n"
 
 
