@@ -160,3 +160,21 @@ async def resume_unavailable() -> AsyncGenerator[ChatEvent, None]:
     with _counted() as outcome:
         outcome[0] = "resume_unavailable"
         yield events.error("resume_unavailable", RESUME_UNAVAILABLE)
+
+
+def events_for(
+    store: ReplyStore,
+    reply: Reply | None,
+    *,
+    from_index: int,
+    shutdown: anyio.Event,
+    retry_ms: int,
+    shutdown_retry_ms: int,
+) -> AsyncGenerator[ChatEvent, None]:
+    """The events for one connection: the reply from ``from_index``, or
+    ``resume_unavailable`` when there is no reply (see app.conversation)."""
+    if reply is None:
+        return resume_unavailable()
+    return reply_events(
+        store, reply, from_index=from_index, shutdown=shutdown, retry_ms=retry_ms, shutdown_retry_ms=shutdown_retry_ms
+    )

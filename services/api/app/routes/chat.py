@@ -19,7 +19,7 @@ from app.errors import ApiError
 from app.events import heartbeat
 from app.replies import ReplyStore, StoreFull
 from app.schemas import ChatRequest, ErrorBody
-from app.streaming import SHUTDOWN_GRACE_SECONDS, EventStreamResponse, reply_events, resume_unavailable
+from app.streaming import SHUTDOWN_GRACE_SECONDS, EventStreamResponse, events_for
 from app.token_source import TokenSource
 from app.twin import Twin
 
@@ -112,17 +112,13 @@ async def stream_message(
         )
     except StoreFull as exc:
         raise ApiError(503, "too_many_streams", "Too many replies are being generated. Retry shortly.") from exc
-    stream = (
-        resume_unavailable()
-        if reply is None
-        else reply_events(
-            store,
-            reply,
-            from_index=from_index,
-            shutdown=shutdown,
-            retry_ms=settings.client_retry_ms,
-            shutdown_retry_ms=settings.shutdown_retry_ms,
-        )
+    stream = events_for(
+        store,
+        reply,
+        from_index=from_index,
+        shutdown=shutdown,
+        retry_ms=settings.client_retry_ms,
+        shutdown_retry_ms=settings.shutdown_retry_ms,
     )
     return EventStreamResponse(
         stream,

@@ -29,7 +29,7 @@ from app.conversation import open_reply
 from app.replies import ReplyStore, StoreFull
 from app.routes.chat import get_store, get_token_source
 from app.schemas import ChatRequest
-from app.streaming import reply_events, resume_unavailable
+from app.streaming import events_for
 from app.token_source import TokenSource
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
@@ -75,17 +75,14 @@ async def chat_over_websocket(
     except StoreFull:
         return await _refuse(websocket, 1013, "too_many_streams: retry shortly")
 
-    events = (
-        resume_unavailable()
-        if reply is None
-        else reply_events(
-            store,
-            reply,
-            from_index=from_index,
-            shutdown=anyio.Event(),  # on shutdown the server closes WebSockets itself (1012)
-            retry_ms=settings.client_retry_ms,
-            shutdown_retry_ms=settings.shutdown_retry_ms,
-        )
+    # On shutdown the server closes WebSockets itself (1012): no shutdown event here.
+    events = events_for(
+        store,
+        reply,
+        from_index=from_index,
+        shutdown=anyio.Event(),
+        retry_ms=settings.client_retry_ms,
+        shutdown_retry_ms=settings.shutdown_retry_ms,
     )
     async with anyio.create_task_group() as tasks:
 
