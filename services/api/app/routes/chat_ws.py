@@ -80,7 +80,7 @@ async def chat_over_websocket(
         store,
         reply,
         from_index=from_index,
-        shutdown=anyio.Event(),
+        shutdown=anyio.Event(),  # on shutdown the server closes WebSockets itself (1012)
         retry_ms=settings.client_retry_ms,
         shutdown_retry_ms=settings.shutdown_retry_ms,
     )
