@@ -75,7 +75,6 @@ async def chat_over_websocket(
     except StoreFull:
         return await _refuse(websocket, 1013, "too_many_streams: retry shortly")
 
-    # On shutdown the server closes WebSockets itself (1012): no shutdown event here.
     events = events_for(
         store,
         reply,
