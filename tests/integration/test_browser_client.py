@@ -2,6 +2,7 @@
 through nginx: exact multi-byte text, progressive rendering, the fallback to
 the WebSocket behind a buffering proxy, and a screenshot."""
 
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.integration.stack import REPLY_TOKENS, ROOT, TOKEN_DELAY_SECONDS, Stack
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium by default; Playwright's own browser download is never used.
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 EXPECTED = "".join(reply_tokens(REPLY_TOKENS))
 # "/split" makes the API cut every multi-byte character across two network
@@ -22,6 +24,8 @@ SPLIT = "/split مرحبا 👋🏽"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"no Chromium at {CHROMIUM}: install it (apt-get install chromium) or set CHROMIUM=/path")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
