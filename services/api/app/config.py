@@ -7,7 +7,7 @@ Tests override :func:`get_settings` rather than the environment.
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,12 +50,25 @@ class Settings(BaseSettings):
     # The embedded "twin" token source: deterministic text with realistic pacing.
     twin_reply_tokens: int = Field(default=48, ge=1, le=100_000)
     twin_token_delay_seconds: float = Field(default=0.08, ge=0)
+    # Browser origins allowed to call the API from another origin (CORS) and
+    # to open the WebSocket, e.g. ["https://app.example.com"]. The page served
+    # by this stack's own proxy is same-origin and needs no entry. Never "*".
+    cors_origins: list[str] = Field(default_factory=list)
+
     # Where gunicorn's workers share metrics (see app/metrics.py); the image sets it.
     prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
 
     # Test hooks (see app/twin.py): messages such as "/fail" or "/pause 5"
     # drive failure paths through the proxy. Never enable them in production.
     twin_test_hooks: bool = False
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _explicit_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin == "*" or not origin.startswith(("https://", "http://")) or origin.count("/") != 2:
+                raise ValueError(f"not an explicit origin (scheme://host[:port]): {origin!r}")
+        return origins
 
 
 @lru_cache

@@ -4,9 +4,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from app import errors
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.replies import ReplyStore
 from app.request_id import RequestIdMiddleware
 from app.routes import chat, chat_ws, health, metrics
@@ -26,8 +27,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.replies.close()
 
 
-def create_app() -> FastAPI:
-    settings = get_settings()
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; with ``settings`` given (tests), they replace the environment's."""
+    settings = settings or get_settings()
     development = settings.environment == "development"
     app = FastAPI(
         title="Chat streaming API",
@@ -37,11 +39,23 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    # An explicit allowlist, no credentials (the API reads no cookies), and
+    # only what a streaming client sends and reads.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["POST"],
+        allow_headers=["Content-Type", "Authorization", "Last-Event-ID"],
+        expose_headers=["X-Request-ID"],
+        max_age=600,
+    )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(chat.router)
     app.include_router(chat_ws.router)
+    if settings is not get_settings():
+        app.dependency_overrides[get_settings] = lambda: settings
     return app
 
 

@@ -13,11 +13,18 @@ before any event, with a code and a reason:
     1013  too_many_streams   no new reply can start now
 
 Server pings (every 20 s, see app/worker.py) keep idle connections alive.
+
+Browsers send an Origin header with the handshake and CORS does not apply to
+WebSockets (Starlette's CORS middleware passes them through), so the origin
+is checked here: the page's own origin, or one in CHAT_CORS_ORIGINS. Any
+other origin gets HTTP 403 before the upgrade. Clients that send no Origin
+(not browsers) are not checked.
 """
 
 import json
 from contextlib import aclosing
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import anyio
 from fastapi import APIRouter, Depends, WebSocket
@@ -39,6 +46,16 @@ class WebSocketChatRequest(ChatRequest):
     last_event_id: str | None = Field(default=None, max_length=200, description="Resume after this event id.")
 
 
+def _origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
+    origin = websocket.headers.get("origin")
+    if origin is None or origin in allowed:
+        return True
+    # The page's own origin. Hostnames only: proxies pass Host without the
+    # published port (nginx's $host), which the browser's Origin carries.
+    host = urlsplit("//" + websocket.headers.get("host", "")).hostname
+    return host is not None and urlsplit(origin).hostname == host
+
+
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     await websocket.close(code=code, reason=reason.encode()[:123].decode(errors="ignore"))
 
@@ -50,6 +67,9 @@ async def chat_over_websocket(
     source: Annotated[TokenSource, Depends(get_token_source)],
     store: Annotated[ReplyStore, Depends(get_store)],
 ) -> None:
+    if not _origin_allowed(websocket, settings.cors_origins):
+        await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
+        return
     await websocket.accept()
     try:
         raw = await websocket.receive_text()
