@@ -16,14 +16,17 @@ help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: up
-up: ## Build and start the stack, wait until healthy, print how to try it
+up: ## Build and start the stack, wait until healthy, print a demo token and how to try it
+	scripts/dev-credentials.sh
 	docker compose up --detach --build --wait
-	@echo
-	@echo "Chat with the twin in a browser: http://localhost:$(HTTP_PORT)/"
-	@echo "Or watch a reply arrive token by token:"
-	@echo
-	@echo "  curl -N -X POST $(STREAM_URL) -H 'Content-Type: application/json' -d '{\"message\": \"Hello, twin\"}'"
-	@echo
+	@token="$$(docker compose exec -T api python -m app.tokens --subject demo --ttl 86400)"; \
+	echo; \
+	echo "Chat with the twin in a browser (a demo token for 24 h is in the link):"; \
+	echo "  http://localhost:$(HTTP_PORT)/#token=$$token"; \
+	echo; \
+	echo "Or watch a reply arrive token by token:"; \
+	echo "  curl -N -X POST $(STREAM_URL) -H 'Content-Type: application/json' -H 'Authorization: Bearer '$$token -d '{\"message\": \"Hello, twin\"}'"; \
+	echo
 
 .PHONY: down
 down: ## Stop and remove the stack

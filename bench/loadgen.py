@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -92,7 +93,9 @@ async def stream(
 
 
 def session() -> aiohttp.ClientSession:
+    token = os.environ.get("BENCH_TOKEN")  # set by bench/run.py
     return aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {token}"} if token else None,
         connector=aiohttp.TCPConnector(limit=0, force_close=True),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120),
     )

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import subprocess
 import threading
 import time
@@ -19,11 +20,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jwt
+
 ROOT = Path(__file__).resolve().parents[1]
 # Its own project on a free port: a stack started by `make up` keeps running.
 COMPOSE = ["docker", "compose", "--project-name", "chat-stream-bench", "-f", "compose.yaml",
            "-f", "bench/compose.bench.yaml"]  # fmt: skip
-ENV = {**os.environ, "HTTP_PORT": "0"}
+SECRET = secrets.token_hex(32)
+ENV = {**os.environ, "HTTP_PORT": "0", "CHAT_AUTH_SECRET": SECRET}
+
+
+def bench_token() -> str:
+    now = int(time.time())
+    claims = {"sub": "bench", "iss": "chat-stream", "aud": "chat-stream-api", "scope": "chat:stream",
+              "iat": now, "exp": now + 4 * 3600}  # fmt: skip
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
 NGINX, API, GRANIAN = "http://nginx:8080", "http://api:8000", "http://api-granian:8000"
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -52,7 +65,8 @@ def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def loadgen(*args: str, on_holding: Any = None) -> dict[str, Any]:
-    command = [*COMPOSE, "--profile", "bench", "run", "--rm", "-T", "loadgen", "python", "-m", "bench.loadgen", *args]
+    command = [*COMPOSE, "--profile", "bench", "run", "--rm", "-T", "-e", f"BENCH_TOKEN={bench_token()}",
+               "loadgen", "python", "-m", "bench.loadgen", *args]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout and process.stderr
     errors: list[str] = []

@@ -17,6 +17,7 @@ import requests
 import urllib3
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from streamcheck.sse import Event
 from streamcheck.timing import Arrival, Measurement, Recorder
@@ -139,15 +140,20 @@ def with_curl(
     return measurement
 
 
-def with_websocket(url: str, payload: Mapping[str, Any], *, timeout: float = 30.0) -> Measurement:
+def with_websocket(
+    url: str, payload: Mapping[str, Any], *, token: str | None = None, timeout: float = 30.0
+) -> Measurement:
     """The WebSocket fallback: one JSON frame per event, each timed as one read.
+
+    The bearer token travels as the subprotocol ``bearer.<token>``.
 
     ``measurement.status`` is the close code (1000 for a normal end), and
     ``measurement.failure`` the close reason when it is not 1000.
     """
     recorder = Recorder()
     m = recorder.measurement
-    with connect(url, open_timeout=timeout, max_size=2**24) as socket:
+    protocols = [Subprotocol("chat.v1")] + ([Subprotocol(f"bearer.{token}")] if token else [])
+    with connect(url, open_timeout=timeout, max_size=2**24, subprotocols=protocols) as socket:
         socket.send(json.dumps(payload))
         try:
             while True:

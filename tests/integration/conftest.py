@@ -7,10 +7,14 @@ collide with a stack started by ``make up``.
 """
 
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 
 import pytest
+from app.config import Settings
+from app.tokens import mint
+from pydantic import SecretStr
 from testcontainers.compose import DockerCompose
 
 from tests.integration.stack import COMPOSE_FILES, ROOT, Stack
@@ -21,6 +25,8 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("COMPOSE_PROJECT_NAME", f"chat-stream-test-{os.getpid()}")
         env.setenv("HTTP_PORT", "0")
+        secret = secrets.token_hex(32)
+        env.setenv("CHAT_AUTH_SECRET", secret)
         compose = DockerCompose(context=ROOT, compose_file_name=COMPOSE_FILES, build=True, wait=True)
         try:
             compose.start()
@@ -31,7 +37,8 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
             # rebuilt for every test that asks for it.
             pytest.fail(f"the stack did not start:\n{exc.stderr.decode(errors='replace')}\n{logs}")
         try:
-            yield Stack(compose)
+            token = mint(Settings(auth_secret=SecretStr(secret)), "tester", ttl=3 * 3600)
+            yield Stack(compose, token)
         finally:
             if request.session.testsfailed:
                 print(f"\n----- compose logs (tests failed) -----\n{_logs(compose)}")

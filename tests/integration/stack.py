@@ -7,6 +7,7 @@ from pathlib import Path
 
 import requests
 from testcontainers.compose import DockerCompose
+from websockets.typing import Subprotocol
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ["compose.yaml", "tests/integration/compose.test.yaml"]
@@ -37,6 +38,7 @@ else:
 @dataclass(frozen=True)
 class Stack:
     compose: DockerCompose
+    token: str  # a bearer token with the chat:stream scope, subject "tester"
     # Published proxy addresses, looked up once: each lookup runs `docker compose ps`.
     _origins: dict[str, str] = field(default_factory=dict)
 
@@ -47,6 +49,17 @@ class Stack:
             host = "127.0.0.1" if host in (None, "0.0.0.0") else host
             self._origins[service] = f"http://{host}:{port}"
         return self._origins[service] + path
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def page_url(self, service: str = "nginx", path: str = "/") -> str:
+        """The chat page, with the token in the fragment (never sent to a server)."""
+        return f"{self.url(service, path)}#token={self.token}"
+
+    def ws_protocols(self) -> list[Subprotocol]:
+        return [Subprotocol("chat.v1"), Subprotocol(f"bearer.{self.token}")]
 
     def ws_url(self, service: str = "nginx") -> str:
         return self.url(service, WEBSOCKET_PATH).replace("http://", "ws://", 1)

@@ -29,7 +29,7 @@ def test_a_frozen_reader_costs_no_more_than_the_reply_cap(stack: Stack) -> None:
     body = b'{"message": "/flood"}'
     request = (
         f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(body)}\r\nAuthorization: Bearer {stack.token}\r\nConnection: close\r\n\r\n"
     ).encode() + body
     with socket.socket() as frozen:
         frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -99,14 +99,14 @@ BAD_REQUESTS = [
 def test_bad_request_gets_exact_json_error(
     stack: Stack, body: bytes, headers: dict[str, str], status: int, expected: dict[str, Any]
 ) -> None:
-    response = requests.post(stack.url(), data=body, headers=headers, timeout=10)
+    response = requests.post(stack.url(), data=body, headers={**stack.auth, **headers}, timeout=10)
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     assert response.json() == expected
 
 
 def test_a_4000_character_message_is_accepted(stack: Stack) -> None:
-    m = clients.with_requests(stack.url(), {"message": "ع" * 4000})
+    m = clients.with_requests(stack.url(), {"message": "ع" * 4000}, headers=stack.auth)
     assert m.status == 200 and m.closing_event == "end"
 
 
@@ -137,14 +137,14 @@ def test_a_4000_character_message_is_accepted(stack: Stack) -> None:
     ],
 )
 def test_wrong_route_gets_json(stack: Stack, method: str, path: str, status: int, expected: dict[str, Any]) -> None:
-    response = requests.request(method, stack.url(path=path), timeout=10)
+    response = requests.request(method, stack.url(path=path), headers=stack.auth, timeout=10)
     assert response.status_code == status
     assert response.json() == expected
 
 
 def test_a_failing_token_source_ends_the_stream_with_an_error_event(stack: Stack) -> None:
     # compose.test.yaml turns on the twin's fault hook: "/fail" raises after 3 tokens.
-    m = clients.with_requests(stack.url(), {"message": "/fail please"})
+    m = clients.with_requests(stack.url(), {"message": "/fail please"}, headers=stack.auth)
 
     assert m.status == 200
     assert [e.event for e in m.events()] == ["start", "token", "token", "token", "error"]

@@ -62,7 +62,7 @@ def chat(page: Page, url: str, message: str) -> tuple[dict[str, Any], str]:
 
 
 def test_the_page_renders_split_characters_exactly(stack: Stack, page: Page) -> None:
-    state, text = chat(page, stack.url(path="/"), SPLIT)
+    state, text = chat(page, stack.page_url(path="/"), SPLIT)
 
     assert (state["state"], state["transport"]) == ("done", "SSE")
     assert text == EXPECTED
@@ -72,12 +72,12 @@ def test_the_page_renders_split_characters_exactly(stack: Stack, page: Page) -> 
 def test_without_stream_decoding_the_same_stream_shows_replacement_characters(stack: Stack, page: Page) -> None:
     # Negative control: the page's deliberately broken decoder (each chunk
     # decoded on its own) shows what the test above guards against.
-    _, text = chat(page, stack.url(path="/?decoder=naive"), SPLIT)
+    _, text = chat(page, stack.page_url(path="/?decoder=naive"), SPLIT)
     assert "\ufffd" in text
 
 
 def test_tokens_appear_progressively(stack: Stack, page: Page) -> None:
-    state, _ = chat(page, stack.url(path="/"), "show me streaming")
+    state, _ = chat(page, stack.page_url(path="/"), "show me streaming")
 
     times = [entry["t"] / 1000 for entry in state["timeline"]]
     assert len(times) == REPLY_TOKENS
@@ -89,7 +89,7 @@ def test_tokens_appear_progressively(stack: Stack, page: Page) -> None:
 
 
 def test_behind_a_buffering_proxy_the_page_falls_back_to_the_websocket(stack: Stack, page: Page) -> None:
-    state, text = chat(page, stack.url("proxy-buffering", "/?firstByteTimeout=1000"), "are you there?")
+    state, text = chat(page, stack.page_url("proxy-buffering", "/?firstByteTimeout=1000"), "are you there?")
 
     assert (state["state"], state["transport"]) == ("done", "WebSocket")
     assert text == EXPECTED
@@ -97,7 +97,7 @@ def test_behind_a_buffering_proxy_the_page_falls_back_to_the_websocket(stack: St
 
 
 def test_screenshot_of_a_conversation(stack: Stack, page: Page) -> None:
-    chat(page, stack.url(path="/"), "مرحبا! 你好! Hello! 👋🏽")
+    chat(page, stack.page_url(path="/"), "مرحبا! 你好! Hello! 👋🏽")
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / "browser-conversation.png"
     page.screenshot(path=str(path), full_page=True)

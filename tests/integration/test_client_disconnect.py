@@ -26,7 +26,7 @@ def leave_after(tokens: int):  # type: ignore[no-untyped-def]
 
 def test_leaving_mid_stream_frees_the_stream_then_the_source(stack: Stack) -> None:
     stack.wait_for_metric("chat_running_generations", 0, timeout=30)
-    m = clients.with_requests(stack.url(), PAYLOAD, on_arrival=leave_after(3))
+    m = clients.with_requests(stack.url(), PAYLOAD, headers=stack.auth, on_arrival=leave_after(3))
     assert len(m.events("token")) == 3
     left = time.perf_counter()
 
@@ -41,7 +41,9 @@ def test_leaving_mid_stream_frees_the_stream_then_the_source(stack: Stack) -> No
 def test_a_thousand_abandoned_streams_leak_nothing(stack: Stack) -> None:
     def open_then_abort(session: requests.Session) -> int:
         return len(
-            clients.with_requests(stack.url(), PAYLOAD, on_arrival=leave_after(1), session=session).events("token")
+            clients.with_requests(
+                stack.url(), PAYLOAD, headers=stack.auth, on_arrival=leave_after(1), session=session
+            ).events("token")
         )
 
     def cycles(count: int) -> list[int]:

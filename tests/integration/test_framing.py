@@ -9,7 +9,7 @@ from tests.integration.stack import Stack
 
 
 def test_hostile_token_text_arrives_as_data(stack: Stack) -> None:
-    m = clients.with_requests(stack.url(), {"message": "/forge"})
+    m = clients.with_requests(stack.url(), {"message": "/forge"}, headers=stack.auth)
 
     assert [e.event for e in m.events()] == ["start", *["token"] * len(FORGED_TOKENS), "end"]
     assert tuple(json.loads(e.data)["text"] for e in m.events("token")) == FORGED_TOKENS

@@ -10,7 +10,7 @@ PAYLOAD = {"message": f"/pause {SILENCE_SECONDS}"}
 
 
 def test_heartbeats_carry_a_silent_stream_past_the_proxy_timeout(stack: Stack) -> None:
-    m = clients.with_requests(stack.url("proxy-short-timeout"), PAYLOAD)
+    m = clients.with_requests(stack.url("proxy-short-timeout"), PAYLOAD, headers=stack.auth)
 
     assert classify(m).kind is Kind.STREAMING, classify(m)
     assert m.times("token")[0] >= SILENCE_SECONDS
@@ -19,7 +19,7 @@ def test_heartbeats_carry_a_silent_stream_past_the_proxy_timeout(stack: Stack) -
 
 def test_without_heartbeats_the_same_silence_cuts_the_stream(stack: Stack) -> None:
     url = stack.url("proxy-short-timeout", "/no-heartbeat/api/chat/message/stream")
-    m = clients.with_requests(url, PAYLOAD)
+    m = clients.with_requests(url, PAYLOAD, headers=stack.auth)
 
     assert classify(m).kind is Kind.IDLE_TIMEOUT, classify(m)
     assert [e.event for e in m.events()] == ["start"]

@@ -26,13 +26,13 @@ def test_cors_preflight_answers_only_allowed_origins(stack: Stack, origin: str, 
 
 def test_a_websocket_from_another_origin_is_refused_before_the_upgrade(stack: Stack) -> None:
     with pytest.raises(InvalidStatus) as refused:
-        connect(stack.ws_url(), origin=Origin("https://evil.example"))
+        connect(stack.ws_url(), origin=Origin("https://evil.example"), subprotocols=stack.ws_protocols())
     assert refused.value.response.status_code == 403
 
 
 @pytest.mark.parametrize("origin", [ALLOWED, "same-origin"])
 def test_a_websocket_from_an_allowed_origin_is_served(stack: Stack, origin: str) -> None:
     page_origin = stack.url(path="") if origin == "same-origin" else origin
-    with connect(stack.ws_url(), origin=Origin(page_origin)) as socket:
+    with connect(stack.ws_url(), origin=Origin(page_origin), subprotocols=stack.ws_protocols()) as socket:
         socket.send('{"message": "hi"}')
         assert '"event":"start"' in str(socket.recv(timeout=10))

@@ -39,12 +39,12 @@ def probe_json(*args: str) -> tuple[int, dict[str, Any]]:
 def test_verdict_and_exit_status(
     stack: Stack, service: str, path: str, message: str, verdict: str, exit_code: int
 ) -> None:
-    code, report = probe_json(stack.url(service, path), "--message", message)
+    code, report = probe_json(stack.url(service, path), "--token", stack.token, "--message", message)
     assert (report["verdict"], code) == (verdict, exit_code), report["reason"]
 
 
 def test_the_report_has_the_figures(stack: Stack) -> None:
-    _, report = probe_json(stack.url())
+    _, report = probe_json(stack.url(), "--token", stack.token)
     assert report["status"] == 200
     assert report["headers"]["cache-control"] == "no-cache, no-transform"
     assert 0 < report["first_byte_seconds"] <= report["first_token_seconds"] < report["last_token_seconds"]
@@ -54,12 +54,12 @@ def test_the_report_has_the_figures(stack: Stack) -> None:
 
 
 def test_over_http2(stack: Stack) -> None:
-    code, report = probe_json(stack.url("proxy-h2c"), "--http2")
+    code, report = probe_json(stack.url("proxy-h2c"), "--token", stack.token, "--http2")
     assert (report["verdict"], code, report["headers"][":protocol"]) == ("streaming", 0, "HTTP/2")
 
 
 def test_the_text_report_names_cause_and_fix(stack: Stack) -> None:
-    code, stdout = probe(stack.url("proxy-gzip"))
+    code, stdout = probe(stack.url("proxy-gzip"), "--token", stack.token)
     assert code == 1
     assert "content-encoding: gzip" in stdout
     assert "verdict: COMPRESSED" in stdout

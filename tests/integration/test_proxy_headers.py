@@ -13,7 +13,7 @@ PAYLOAD = {"message": "headers?"}
 
 @pytest.fixture(scope="module")
 def stream_headers(stack: Stack) -> dict[str, str]:
-    return clients.with_requests(stack.url(), PAYLOAD).headers
+    return clients.with_requests(stack.url(), PAYLOAD, headers=stack.auth).headers
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_stream_response_has_no(stream_headers: dict[str, str], name: str) -> No
 
 
 def test_the_request_id_is_made_by_the_proxy_not_the_client(stack: Stack) -> None:
-    m = clients.with_requests(stack.url(), PAYLOAD, headers={"X-Request-ID": "chosen-by-client"})
+    m = clients.with_requests(stack.url(), PAYLOAD, headers={**stack.auth, "X-Request-ID": "chosen-by-client"})
     assert re.fullmatch(r"[0-9a-f]{32}", m.headers["x-request-id"]), m.headers
 
 

@@ -41,7 +41,7 @@ def exit_code(stack: Stack) -> int:
 def test_stop_ends_every_live_stream_and_the_api_exits_by_itself(stack: Stack) -> None:
     with ThreadPoolExecutor(max_workers=LIVE_STREAMS) as pool:
         streams = [
-            pool.submit(clients.with_requests, stack.url(), {"message": "/pause 120"}, timeout=60)
+            pool.submit(clients.with_requests, stack.url(), {"message": "/pause 120"}, headers=stack.auth, timeout=60)
             for _ in range(LIVE_STREAMS)
         ]
         stack.wait_for_metric("chat_active_streams", LIVE_STREAMS, timeout=30)
@@ -66,15 +66,15 @@ def test_a_killed_api_cuts_the_stream_and_the_proxy_answers_json_until_it_is_bac
         if arrival.event.id is not None and arrival.event.id.endswith(":4"):
             stack.compose_run("kill", "api")
 
-    m = clients.with_requests(stack.url(), {"message": "killed"}, on_arrival=kill_after_5)
+    m = clients.with_requests(stack.url(), {"message": "killed"}, headers=stack.auth, on_arrival=kill_after_5)
     assert classify(m).kind is Kind.CUT, classify(m)
     assert "end" not in [e.event for e in m.events()]
 
     # A killed container's address stops answering: nginx's connect times out
     # (504, after proxy_connect_timeout). A refused connection gives 503.
-    down = requests.post(stack.url(), json={"message": "anyone?"}, timeout=30)
+    down = requests.post(stack.url(), json={"message": "anyone?"}, headers=stack.auth, timeout=30)
     assert (down.status_code, down.json()) in DOWN_ANSWERS, (down.status_code, down.text)
 
     stack.compose_run("start", "api")
     stack.wait_until_serving()
-    assert classify(clients.with_requests(stack.url(), {"message": "back?"})).kind is Kind.STREAMING
+    assert classify(clients.with_requests(stack.url(), {"message": "back?"}, headers=stack.auth)).kind is Kind.STREAMING

@@ -2,6 +2,7 @@
 so also catches proxies that buffer (the negative controls)."""
 
 import json
+from typing import Any
 
 import pytest
 from app.twin import reply_tokens
@@ -21,8 +22,8 @@ def reply_text(m: Measurement) -> str:
     return "".join(json.loads(event.data)["text"] for event in m.events("token"))
 
 
-def with_curl_compressed(url: str, payload: dict[str, str]) -> Measurement:
-    return clients.with_curl(url, payload, extra_args=("--compressed",))
+def with_curl_compressed(url: str, payload: dict[str, str], **options: Any) -> Measurement:
+    return clients.with_curl(url, payload, extra_args=("--compressed",), **options)
 
 
 @pytest.mark.parametrize(
@@ -30,7 +31,7 @@ def with_curl_compressed(url: str, payload: dict[str, str]) -> Measurement:
     [pytest.param(clients.with_requests, id="requests"), pytest.param(clients.with_curl, id="curl")],
 )
 def test_events_arrive_one_by_one_over_the_generation_time(stack: Stack, client: clients.Client) -> None:
-    m = client(stack.url(), PAYLOAD)
+    m = client(stack.url(), PAYLOAD, headers=stack.auth)
 
     verdict = classify(m)
     assert verdict.kind is Kind.STREAMING, verdict
@@ -45,7 +46,7 @@ def test_events_arrive_one_by_one_over_the_generation_time(stack: Stack, client:
 
 
 def test_the_reply_is_complete_and_byte_exact(stack: Stack) -> None:
-    m = clients.with_requests(stack.url(), PAYLOAD)
+    m = clients.with_requests(stack.url(), PAYLOAD, headers=stack.auth)
 
     start, *tokens, end = m.events()
     assert (start.event, end.event) == ("start", "end")
@@ -62,7 +63,7 @@ def test_the_reply_is_complete_and_byte_exact(stack: Stack) -> None:
 
 
 def test_a_conversation_id_is_kept(stack: Stack) -> None:
-    m = clients.with_requests(stack.url(), {**PAYLOAD, "conversation_id": "conv_demo-1"})
+    m = clients.with_requests(stack.url(), {**PAYLOAD, "conversation_id": "conv_demo-1"}, headers=stack.auth)
     assert json.loads(m.events("start")[0].data)["conversation_id"] == "conv_demo-1"
 
 
@@ -78,7 +79,7 @@ def test_a_conversation_id_is_kept(stack: Stack) -> None:
 def test_the_same_check_detects_a_proxy_that_buffers(
     stack: Stack, service: str, client: clients.Client, expected: Kind
 ) -> None:
-    m = client(stack.url(service), PAYLOAD)
+    m = client(stack.url(service), PAYLOAD, headers=stack.auth)
 
     verdict = classify(m)
     assert verdict.kind is expected, verdict

@@ -16,7 +16,7 @@ PAYLOAD = {"message": "مرحبا over a WebSocket 👋🏽"}
 
 
 def test_tokens_arrive_one_by_one_over_the_websocket(stack: Stack) -> None:
-    m = clients.with_websocket(stack.ws_url(), PAYLOAD)
+    m = clients.with_websocket(stack.ws_url(), PAYLOAD, token=stack.token)
 
     assert classify(m).kind is Kind.STREAMING, classify(m)
     times = m.times("token")
@@ -27,9 +27,9 @@ def test_tokens_arrive_one_by_one_over_the_websocket(stack: Stack) -> None:
 
 
 def test_the_same_events_resume_over_the_websocket(stack: Stack) -> None:
-    first = clients.with_requests(stack.url(), PAYLOAD)
+    first = clients.with_requests(stack.url(), PAYLOAD, headers=stack.auth)
     resume_after = first.events("token")[9].id
-    m = clients.with_websocket(stack.ws_url(), {**PAYLOAD, "last_event_id": resume_after})
+    m = clients.with_websocket(stack.ws_url(), {**PAYLOAD, "last_event_id": resume_after}, token=stack.token)
     assert [json.loads(e.data)["index"] for e in m.events("token")] == list(range(10, REPLY_TOKENS))
 
 
@@ -55,7 +55,7 @@ def test_the_same_events_resume_over_the_websocket(stack: Stack) -> None:
     ],
 )
 def test_bad_input_closes_with_code_and_reason(stack: Stack, frame: str, code: int, reason: str) -> None:
-    with connect(stack.ws_url()) as socket:
+    with connect(stack.ws_url(), subprotocols=stack.ws_protocols()) as socket:
         socket.send(frame)
         with pytest.raises(ConnectionClosed) as closed:
             socket.recv(timeout=10)

@@ -7,8 +7,10 @@ Tests override :func:`get_settings` rather than the environment.
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"changethis", "change-me", "changeme", "secret", "dev-secret"}
 
 
 class Settings(BaseSettings):
@@ -16,6 +18,16 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production"] = "production"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Bearer tokens (JWT). Either a shared HMAC secret (HS256; `make up`
+    # writes a random development one to .env) or the JWKS URL of an identity
+    # provider (RS256/ES256). No default: the API does not start without one.
+    auth_secret: SecretStr | None = None
+    auth_jwks_url: str | None = None
+    auth_issuer: str = "chat-stream"
+    auth_audience: str = "chat-stream-api"
+    # The scope a token must carry to stream.
+    auth_scope: str = "chat:stream"
 
     # Requests larger than this are refused with 422 before any stream byte.
     max_message_chars: int = Field(default=4000, ge=1, le=100_000)
@@ -61,6 +73,22 @@ class Settings(BaseSettings):
     # Test hooks (see app/twin.py): messages such as "/fail" or "/pause 5"
     # drive failure paths through the proxy. Never enable them in production.
     twin_test_hooks: bool = False
+
+    @field_validator("auth_secret", "auth_jwks_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes an unset variable as an empty string.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _usable_auth(self) -> "Settings":
+        if (self.auth_secret is None) == (self.auth_jwks_url is None):
+            raise ValueError("set exactly one of CHAT_AUTH_SECRET and CHAT_AUTH_JWKS_URL")
+        if self.auth_secret is not None and self.environment == "production":
+            secret = self.auth_secret.get_secret_value()
+            if len(secret) < 32 or secret.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("CHAT_AUTH_SECRET must be at least 32 random characters in production")
+        return self
 
     @field_validator("cors_origins")
     @classmethod

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from app import errors
+from app.auth import Authenticator
 from app.config import Settings, get_settings
 from app.replies import ReplyStore
 from app.request_id import RequestIdMiddleware
@@ -23,6 +24,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_replies=settings.max_replies,
         max_reply_bytes=settings.max_reply_bytes,
     )
+    app.state.authenticator = Authenticator(settings)
     yield
     await app.state.replies.close()
 

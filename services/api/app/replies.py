@@ -31,6 +31,10 @@ class StoreFull(Exception):
     """Every slot holds a reply that is still being generated."""
 
 
+class NotOwner(Exception):
+    """The conversation belongs to another subject."""
+
+
 @dataclass
 class Failure:
     code: str
@@ -47,6 +51,7 @@ SHUTDOWN = Failure("server_shutdown", "The server stopped before the reply was c
 class Reply:
     conversation_id: str
     message_id: str
+    subject: str = ""
     tokens: list[str] = field(default_factory=list)
     size: int = 0
     done: bool = False
@@ -98,11 +103,24 @@ class ReplyStore:
         self._replies: OrderedDict[str, Reply] = OrderedDict()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._abandon_timers: dict[str, asyncio.TimerHandle] = {}
+        # Who started each conversation; the oldest are forgotten past a bound.
+        self._owners: OrderedDict[str, str] = OrderedDict()
         self._closing = False
 
-    def start(self, source: TokenSource, message: str, *, conversation_id: str, message_id: str) -> Reply:
+    def claim(self, conversation_id: str, subject: str) -> None:
+        """Record the conversation's owner, or raise NotOwner if it is another's."""
+        owner = self._owners.setdefault(conversation_id, subject)
+        if owner != subject:
+            raise NotOwner(conversation_id)
+        self._owners.move_to_end(conversation_id)
+        while len(self._owners) > 10 * self._max_replies:
+            self._owners.popitem(last=False)
+
+    def start(
+        self, source: TokenSource, message: str, *, conversation_id: str, message_id: str, subject: str = ""
+    ) -> Reply:
         self._evict()
-        reply = Reply(conversation_id=conversation_id, message_id=message_id)
+        reply = Reply(conversation_id=conversation_id, message_id=message_id, subject=subject)
         self._replies[message_id] = reply
         task = asyncio.get_running_loop().create_task(self._generate(reply, source, message))
         self._tasks[message_id] = task

@@ -50,6 +50,7 @@ STREAM_HEADERS = {
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 RESUME_UNAVAILABLE = "The reply to resume is unknown or has expired. Send the message again."
+TOKEN_EXPIRED = "The token expired during the reply. Reconnect with a new token and Last-Event-ID."
 SHUTTING_DOWN = "The server is restarting. Reconnect with Last-Event-ID to resume."
 
 
@@ -109,6 +110,16 @@ def _wake_on(event: anyio.Event, wake: asyncio.Event) -> Iterator[None]:
 
 
 @contextmanager
+def _wake_after(seconds: float | None, wake: asyncio.Event) -> Iterator[None]:
+    timer = asyncio.get_running_loop().call_later(seconds, wake.set) if seconds is not None else None
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+@contextmanager
 def _counted() -> Iterator[list[str]]:
     """Count the open stream; the caller records how it ended in outcome[0]."""
     outcome = ["disconnected"]
@@ -128,12 +139,18 @@ async def reply_events(
     shutdown: anyio.Event,
     retry_ms: int,
     shutdown_retry_ms: int,
+    expires_in: float | None = None,
 ) -> AsyncGenerator[ChatEvent, None]:
-    """start, token... from ``from_index``, then end or error."""
+    """start, token... from ``from_index``, then end or error.
+
+    ``expires_in``: seconds until the client's token expires; the stream ends
+    then with ``token_expired``, whatever the reply is doing.
+    """
     with _counted() as outcome:
         resumed_from = from_index if from_index else None
         yield events.start(reply.conversation_id, reply.message_id, retry_ms=retry_ms, resumed_from=resumed_from)
-        with store.attach(reply), reply.watch() as wake, _wake_on(shutdown, wake):
+        deadline = asyncio.get_running_loop().time() + expires_in if expires_in is not None else None
+        with store.attach(reply), reply.watch() as wake, _wake_on(shutdown, wake), _wake_after(expires_in, wake):
             index = from_index
             while True:
                 wake.clear()
@@ -147,6 +164,10 @@ async def reply_events(
                     else:
                         outcome[0] = "error"
                         yield events.error(reply.failure.code, reply.failure.message)
+                    return
+                if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                    outcome[0] = "token_expired"
+                    yield events.error("token_expired", TOKEN_EXPIRED)
                     return
                 if shutdown.is_set():
                     outcome[0] = "shutdown"
@@ -170,11 +191,18 @@ def events_for(
     shutdown: anyio.Event,
     retry_ms: int,
     shutdown_retry_ms: int,
+    expires_in: float | None = None,
 ) -> AsyncGenerator[ChatEvent, None]:
     """The events for one connection: the reply from ``from_index``, or
     ``resume_unavailable`` when there is no reply (see app.conversation)."""
     if reply is None:
         return resume_unavailable()
     return reply_events(
-        store, reply, from_index=from_index, shutdown=shutdown, retry_ms=retry_ms, shutdown_retry_ms=shutdown_retry_ms
+        store,
+        reply,
+        from_index=from_index,
+        shutdown=shutdown,
+        retry_ms=retry_ms,
+        shutdown_retry_ms=shutdown_retry_ms,
+        expires_in=expires_in,
     )

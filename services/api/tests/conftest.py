@@ -1,20 +1,40 @@
+import os
 from collections.abc import Iterator
 
 import pytest
-from app.config import Settings, get_settings
-from app.main import app
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+# The app module builds its app at import, from the environment: give it a
+# secret before it is imported.
+TEST_SECRET = "unit-test-secret-0123456789abcdef0123456789"
+os.environ.setdefault("CHAT_AUTH_SECRET", TEST_SECRET)
+
+from app.config import Settings, get_settings  # noqa: E402
+from app.main import app  # noqa: E402
+from app.tokens import mint  # noqa: E402
 
 
 @pytest.fixture
 def settings() -> Settings:
     # A fast twin: the in-process tests check content, not pacing.
-    return Settings(twin_reply_tokens=12, twin_token_delay_seconds=0, twin_test_hooks=True, max_message_chars=40)
+    return Settings(
+        auth_secret=SecretStr(TEST_SECRET),
+        twin_reply_tokens=12,
+        twin_token_delay_seconds=0,
+        twin_test_hooks=True,
+        max_message_chars=40,
+    )
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+def token(settings: Settings) -> str:
+    return mint(settings, "alice")
+
+
+@pytest.fixture
+def client(settings: Settings, token: str) -> Iterator[TestClient]:
     app.dependency_overrides[get_settings] = lambda: settings
-    with TestClient(app) as test_client:
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as test_client:
         yield test_client
     app.dependency_overrides.clear()

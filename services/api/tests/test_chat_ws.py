@@ -9,9 +9,13 @@ from starlette.websockets import WebSocketDisconnect
 URL = "/api/chat/message/ws"
 
 
-def converse(client: TestClient, request: Any) -> list[dict[str, Any]]:
+def protocols(token: str) -> list[str]:
+    return ["chat.v1", f"bearer.{token}"]
+
+
+def converse(client: TestClient, request: Any, token: str) -> list[dict[str, Any]]:
     frames = []
-    with client.websocket_connect(URL) as ws:
+    with client.websocket_connect(URL, subprotocols=protocols(token)) as ws:
         ws.send_text(request if isinstance(request, str) else json.dumps(request))
         try:
             while True:
@@ -21,17 +25,17 @@ def converse(client: TestClient, request: Any) -> list[dict[str, Any]]:
     return frames
 
 
-def test_the_reply_arrives_as_the_same_events(client: TestClient) -> None:
-    frames = converse(client, {"message": "hi"})
+def test_the_reply_arrives_as_the_same_events(client: TestClient, token: str) -> None:
+    frames = converse(client, {"message": "hi"}, token)
     assert [f["event"] for f in frames] == ["start", *["token"] * 12, "end"]
     assert "".join(f["data"]["text"] for f in frames if f["event"] == "token") == "".join(reply_tokens(12))
     message_id = frames[0]["data"]["message_id"]
     assert [f["id"] for f in frames[1:-1]] == [f"{message_id}:{i}" for i in range(12)]
 
 
-def test_a_websocket_resumes_after_the_last_event_id(client: TestClient) -> None:
-    first = converse(client, {"message": "hi"})
-    resumed = converse(client, {"message": "hi", "last_event_id": first[5]["id"]})
+def test_a_websocket_resumes_after_the_last_event_id(client: TestClient, token: str) -> None:
+    first = converse(client, {"message": "hi"}, token)
+    resumed = converse(client, {"message": "hi", "last_event_id": first[5]["id"]}, token)
     assert resumed[0]["data"]["resumed_from"] == 5
     assert [f["data"]["index"] for f in resumed if f["event"] == "token"] == list(range(5, 12))
 
@@ -47,9 +51,9 @@ def test_a_websocket_resumes_after_the_last_event_id(client: TestClient) -> None
     ],
 )
 def test_bad_input_closes_with_a_code_and_reason(
-    client: TestClient, request_frame: Any, code: int, reason: str
+    client: TestClient, token: str, request_frame: Any, code: int, reason: str
 ) -> None:
-    with client.websocket_connect(URL) as ws:
+    with client.websocket_connect(URL, subprotocols=protocols(token)) as ws:
         ws.send_text(request_frame if isinstance(request_frame, str) else json.dumps(request_frame))
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()

@@ -16,6 +16,21 @@ def test_production_is_the_default_and_faults_are_off() -> None:
     assert settings.twin_test_hooks is False
 
 
+@pytest.mark.parametrize("secret", ["changethis", "short-but-not-placeholder", "CHANGEME"])
+def test_production_refuses_a_short_or_placeholder_secret(monkeypatch: pytest.MonkeyPatch, secret: str) -> None:
+    monkeypatch.setenv("CHAT_AUTH_SECRET", secret)
+    with pytest.raises(ValidationError, match="at least 32 random characters"):
+        Settings()
+    monkeypatch.setenv("CHAT_ENVIRONMENT", "development")
+    assert Settings().auth_secret is not None
+
+
+def test_a_key_source_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CHAT_AUTH_SECRET")
+    with pytest.raises(ValidationError, match="exactly one of CHAT_AUTH_SECRET and CHAT_AUTH_JWKS_URL"):
+        Settings()
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("CHAT_MAX_MESSAGE_CHARS", "0"), ("CHAT_HEARTBEAT_SECONDS", "-1"), ("CHAT_ENVIRONMENT", "staging")],

@@ -13,9 +13,10 @@ ALLOWED = "https://app.example.com"
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+def client(settings: Settings, token: str) -> Iterator[TestClient]:
     # The CORS middleware reads its allowlist when the app is built.
-    with TestClient(create_app(settings.model_copy(update={"cors_origins": [ALLOWED]}))) as test_client:
+    app = create_app(settings.model_copy(update={"cors_origins": [ALLOWED]}))
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as test_client:
         yield test_client
 
 
@@ -53,10 +54,11 @@ def test_only_explicit_origins_are_accepted(origin: str) -> None:
         pytest.param("https://evil.example", False, id="other-origin"),
     ],
 )
-def test_websocket_origin_check(client: TestClient, origin: str | None, accepted: bool) -> None:
+def test_websocket_origin_check(client: TestClient, token: str, origin: str | None, accepted: bool) -> None:
     headers = {"origin": origin} if origin else {}
+    protocols = ["chat.v1", f"bearer.{token}"]
     if accepted:
-        with client.websocket_connect("/api/chat/message/ws", headers=headers) as ws:
+        with client.websocket_connect("/api/chat/message/ws", headers=headers, subprotocols=protocols) as ws:
             ws.send_json({"message": "hi"})
             assert ws.receive_json()["event"] == "start"
     else:

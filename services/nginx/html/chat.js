@@ -9,6 +9,16 @@
 //                        matters: split characters become U+FFFD); never use it
 
 const params = new URLSearchParams(location.search);
+
+// The bearer token: from the address's fragment (#token=..., which browsers
+// never send to a server), kept for this tab only, and removed from the
+// address bar so it is not shared by copying the link.
+const fragment = new URLSearchParams(location.hash.slice(1));
+if (fragment.get("token")) {
+  sessionStorage.setItem("chat-token", fragment.get("token"));
+  history.replaceState(null, "", location.pathname + location.search);
+}
+const token = sessionStorage.getItem("chat-token");
 const config = {
   firstByteTimeoutMs: Number(params.get("firstByteTimeout") ?? 5000),
   transport: params.get("transport") === "ws" ? "ws" : "sse",
@@ -64,6 +74,7 @@ class SseParser {
 
 async function streamSse({ request, lastEventId, onEvent, onByte }) {
   const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
+  if (token) headers.Authorization = `Bearer ${token}`;
   if (lastEventId) headers["Last-Event-ID"] = lastEventId;
   const abort = new AbortController();
   let gotByte = false;
@@ -98,7 +109,9 @@ async function streamSse({ request, lastEventId, onEvent, onByte }) {
 function streamWebSocket({ request, lastEventId, onEvent, onByte }) {
   return new Promise((resolve, reject) => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/api/chat/message/ws`);
+    // Browsers cannot set headers on a WebSocket: the token goes as a subprotocol.
+    const protocols = token ? ["chat.v1", `bearer.${token}`] : ["chat.v1"];
+    const socket = new WebSocket(`${scheme}://${location.host}/api/chat/message/ws`, protocols);
     socket.onopen = () => socket.send(JSON.stringify({ ...request, last_event_id: lastEventId ?? undefined }));
     socket.onmessage = (message) => {
       onByte();

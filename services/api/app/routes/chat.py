@@ -13,11 +13,12 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import HTTPConnection
 
+from app.auth import Authenticator, Principal, bearer_token, get_authenticator
 from app.config import Settings, get_settings
 from app.conversation import open_reply
 from app.errors import ApiError
 from app.events import heartbeat
-from app.replies import ReplyStore, StoreFull
+from app.replies import NotOwner, ReplyStore, StoreFull
 from app.schemas import ChatRequest, ErrorBody
 from app.streaming import SHUTDOWN_GRACE_SECONDS, EventStreamResponse, events_for
 from app.token_source import TokenSource
@@ -42,6 +43,15 @@ def get_token_source(settings: SettingsDep) -> TokenSource:
         delay_seconds=settings.twin_token_delay_seconds,
         test_hooks=settings.twin_test_hooks,
     )
+
+
+def authenticate(
+    token: Annotated[str, Depends(bearer_token)], authenticator: Annotated[Authenticator, Depends(get_authenticator)]
+) -> Principal:
+    return authenticator.verify(token)
+
+
+NOT_FOUND = "No such conversation."
 
 
 def get_store(request: HTTPConnection) -> ReplyStore:
@@ -70,6 +80,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
         (400, "The body is not valid JSON."),
+        (401, "No token, or an invalid or expired one (see WWW-Authenticate)."),
+        (403, "The token lacks the chat:stream scope."),
+        (404, "The conversation does not exist for this subject."),
         (415, "The body is not application/json."),
         (422, "The message is missing, blank or too long, or a field is invalid."),
         (503, "Too many replies are being generated; retry later."),
@@ -93,6 +106,7 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 )
 async def stream_message(
     body: ChatRequest,
+    principal: Annotated[Principal, Depends(authenticate)],
     settings: SettingsDep,
     source: Annotated[TokenSource, Depends(get_token_source)],
     store: Annotated[ReplyStore, Depends(get_store)],
@@ -106,10 +120,14 @@ async def stream_message(
         reply, from_index = open_reply(
             store,
             source,
+            subject=principal.subject,
             message=body.message,
             conversation_id=body.conversation_id,
             last_event_id=last_event_id,
         )
+    except NotOwner as exc:
+        # The same answer as for a conversation that does not exist.
+        raise ApiError(404, "conversation_not_found", NOT_FOUND) from exc
     except StoreFull as exc:
         raise ApiError(503, "too_many_streams", "Too many replies are being generated. Retry shortly.") from exc
     stream = events_for(
@@ -119,6 +137,7 @@ async def stream_message(
         shutdown=shutdown,
         retry_ms=settings.client_retry_ms,
         shutdown_retry_ms=settings.shutdown_retry_ms,
+        expires_in=principal.seconds_left(),
     )
     return EventStreamResponse(
         stream,

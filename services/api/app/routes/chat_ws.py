@@ -11,6 +11,10 @@ before any event, with a code and a reason:
     1009  message_too_long   longer than CHAT_MAX_MESSAGE_CHARS
                              (frames over 64 KiB are refused by the server itself)
     1013  too_many_streams   no new reply can start now
+    1008  conversation_not_found   the conversation is another subject's
+
+The token comes as a subprotocol, ``bearer.<token>``, beside ``chat.v1``
+(see app/auth.py). Without a valid one the handshake gets HTTP 403.
 
 Server pings (every 20 s, see app/worker.py) keep idle connections alive.
 
@@ -31,9 +35,11 @@ from fastapi import APIRouter, Depends, WebSocket
 from pydantic import Field, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from app.auth import WEBSOCKET_PROTOCOL, Authenticator, get_authenticator, websocket_token
 from app.config import Settings, get_settings
 from app.conversation import open_reply
-from app.replies import ReplyStore, StoreFull
+from app.errors import ApiError
+from app.replies import NotOwner, ReplyStore, StoreFull
 from app.routes.chat import get_store, get_token_source
 from app.schemas import ChatRequest
 from app.streaming import events_for
@@ -66,11 +72,18 @@ async def chat_over_websocket(
     settings: Annotated[Settings, Depends(get_settings)],
     source: Annotated[TokenSource, Depends(get_token_source)],
     store: Annotated[ReplyStore, Depends(get_store)],
+    authenticator: Annotated[Authenticator, Depends(get_authenticator)],
 ) -> None:
-    if not _origin_allowed(websocket, settings.cors_origins):
+    token = websocket_token(websocket)
+    try:
+        principal = authenticator.verify(token) if token and _origin_allowed(websocket, settings.cors_origins) else None
+    except ApiError:
+        principal = None
+    if principal is None:
         await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
         return
-    await websocket.accept()
+    offered = websocket.scope.get("subprotocols", [])
+    await websocket.accept(subprotocol=WEBSOCKET_PROTOCOL if WEBSOCKET_PROTOCOL in offered else None)
     try:
         raw = await websocket.receive_text()
     except WebSocketDisconnect:
@@ -88,10 +101,13 @@ async def chat_over_websocket(
         reply, from_index = open_reply(
             store,
             source,
+            subject=principal.subject,
             message=request.message,
             conversation_id=request.conversation_id,
             last_event_id=request.last_event_id,
         )
+    except NotOwner:
+        return await _refuse(websocket, 1008, "conversation_not_found")
     except StoreFull:
         return await _refuse(websocket, 1013, "too_many_streams: retry shortly")
 
@@ -102,6 +118,7 @@ async def chat_over_websocket(
         shutdown=anyio.Event(),  # on shutdown the server closes WebSockets itself (1012)
         retry_ms=settings.client_retry_ms,
         shutdown_retry_ms=settings.shutdown_retry_ms,
+        expires_in=principal.seconds_left(),
     )
     async with anyio.create_task_group() as tasks:
 

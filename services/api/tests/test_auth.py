@@ -1,0 +1,108 @@
+"""Bearer tokens on the streaming endpoints: every bad kind of token, the scope,
+conversation ownership, and a token that expires mid-stream."""
+
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from app.config import Settings
+from app.tokens import mint
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+URL = "/api/chat/message/stream"
+CHALLENGE = 'Bearer realm="chat", error="invalid_token"'
+
+
+def claims(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    base = {"sub": "alice", "iss": settings.auth_issuer, "aud": settings.auth_audience,
+            "scope": "chat:stream", "iat": now, "exp": now + 60}  # fmt: skip
+    return {**base, **overrides}
+
+
+def secret(settings: Settings) -> str:
+    assert settings.auth_secret is not None
+    return settings.auth_secret.get_secret_value()
+
+
+def bad_tokens(settings: Settings) -> dict[str, str]:
+    return {
+        "expired": jwt.encode(claims(settings, exp=int(time.time()) - 10), secret(settings), algorithm="HS256"),
+        "wrong-key": jwt.encode(claims(settings), "another-secret-0123456789abcdef0123", algorithm="HS256"),
+        "alg-none": jwt.encode(claims(settings), "", algorithm="none"),
+        "wrong-audience": jwt.encode(claims(settings, aud="someone-else"), secret(settings), algorithm="HS256"),
+        "wrong-issuer": jwt.encode(claims(settings, iss="someone-else"), secret(settings), algorithm="HS256"),
+        "no-exp": jwt.encode({k: v for k, v in claims(settings).items() if k != "exp"}, secret(settings)),
+        "malformed": "not.a.jwt",
+    }
+
+
+def post(client: TestClient, authorization: str | None, body: dict[str, Any] | None = None) -> Any:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    client.headers.pop("Authorization", None)
+    return client.post(URL, json=body or {"message": "hi"}, headers=headers)
+
+
+def test_no_token_is_401_with_a_challenge(client: TestClient) -> None:
+    response = post(client, None)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="chat"'
+    assert response.json() == {"error": {"code": "missing_token", "message": "Send Authorization: Bearer <token>."}}
+
+
+@pytest.mark.parametrize(
+    "kind", ["expired", "wrong-key", "alg-none", "wrong-audience", "wrong-issuer", "no-exp", "malformed"]
+)
+def test_a_bad_token_is_401(client: TestClient, settings: Settings, kind: str) -> None:
+    response = post(client, f"Bearer {bad_tokens(settings)[kind]}")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == CHALLENGE
+    message = "The token has expired." if kind == "expired" else "The token is not valid."
+    assert response.json() == {"error": {"code": "invalid_token", "message": message}}
+
+
+def test_a_token_without_the_scope_is_403(client: TestClient, settings: Settings) -> None:
+    response = post(client, f"Bearer {mint(settings, 'alice', scope='profile')}")
+    assert response.status_code == 403
+    assert response.headers["www-authenticate"] == (
+        'Bearer realm="chat", error="insufficient_scope", scope="chat:stream"'
+    )
+    assert response.json()["error"]["code"] == "insufficient_scope"
+
+
+def test_another_subjects_conversation_is_404(client: TestClient, settings: Settings) -> None:
+    assert (
+        post(client, f"Bearer {mint(settings, 'alice')}", {"message": "hi", "conversation_id": "c1"}).status_code == 200
+    )
+    response = post(client, f"Bearer {mint(settings, 'mallory')}", {"message": "hi", "conversation_id": "c1"})
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "conversation_not_found", "message": "No such conversation."}}
+
+
+def test_another_subjects_reply_cannot_be_resumed(client: TestClient, settings: Settings) -> None:
+    first = post(client, f"Bearer {mint(settings, 'alice')}")
+    token_id = next(line[4:] for line in first.text.splitlines() if line.startswith("id: "))
+    client.headers["Authorization"] = f"Bearer {mint(settings, 'mallory')}"
+    resumed = client.post(URL, json={"message": "hi"}, headers={"Last-Event-ID": token_id})
+    assert "resume_unavailable" in resumed.text
+    assert "event: token" not in resumed.text
+
+
+def test_a_token_that_expires_mid_stream_ends_it(client: TestClient, settings: Settings) -> None:
+    short = mint(settings, "alice", ttl=1)
+    response = post(client, f"Bearer {short}", {"message": "/pace 200 20"})  # 4 s of tokens
+    last = [line for line in response.text.splitlines() if line.startswith("data: ")][-1]
+    assert json.loads(last[6:])["code"] == "token_expired"
+
+
+def test_a_websocket_without_a_valid_token_is_refused(client: TestClient, settings: Settings) -> None:
+    for protocols in (["chat.v1"], ["chat.v1", f"bearer.{bad_tokens(settings)['wrong-key']}"]):
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect(URL.replace("stream", "ws"), subprotocols=protocols),
+        ):
+            pass
+        assert refused.value.code == 1008
