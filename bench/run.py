@@ -20,21 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import jwt
-
 ROOT = Path(__file__).resolve().parents[1]
 # Its own project on a free port: a stack started by `make up` keeps running.
 COMPOSE = ["docker", "compose", "--project-name", "chat-stream-bench", "-f", "compose.yaml",
            "-f", "bench/compose.bench.yaml"]  # fmt: skip
-SECRET = secrets.token_hex(32)
-ENV = {**os.environ, "HTTP_PORT": "0", "CHAT_AUTH_SECRET": SECRET}
-
-
-def bench_token() -> str:
-    now = int(time.time())
-    claims = {"sub": "bench", "iss": "chat-stream", "aud": "chat-stream-api", "scope": "chat:stream",
-              "iat": now, "exp": now + 4 * 3600}  # fmt: skip
-    return jwt.encode(claims, SECRET, algorithm="HS256")
+ENV = {**os.environ, "HTTP_PORT": "0", "CHAT_AUTH_SECRET": secrets.token_hex(32)}
+# The load client's bearer token, minted once by the API itself (app/tokens.py).
+TOKEN: list[str] = []
 
 
 NGINX, API, GRANIAN = "http://nginx:8080", "http://api:8000", "http://api-granian:8000"
@@ -65,7 +57,7 @@ def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def loadgen(*args: str, on_holding: Any = None) -> dict[str, Any]:
-    command = [*COMPOSE, "--profile", "bench", "run", "--rm", "-T", "-e", f"BENCH_TOKEN={bench_token()}",
+    command = [*COMPOSE, "--profile", "bench", "run", "--rm", "-T", "-e", f"BENCH_TOKEN={TOKEN[0]}",
                "loadgen", "python", "-m", "bench.loadgen", *args]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout and process.stderr
@@ -309,6 +301,8 @@ def main() -> None:
     print("building and starting the stack ...", flush=True)
     compose("up", "--detach", "--build", "--wait")
     compose("--profile", "bench", "build", "loadgen")
+    TOKEN.append(compose("exec", "-T", "api", "python", "-m", "app.tokens", "--subject", "bench", "--ttl", "14400")
+                 .stdout.strip())  # fmt: skip
     try:
         results = run(args.mode)
     finally:

@@ -38,7 +38,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
             pytest.fail(f"the stack did not start:\n{exc.stderr.decode(errors='replace')}\n{logs}")
         try:
             token = mint(Settings(auth_secret=SecretStr(secret)), "tester", ttl=3 * 3600)
-            yield Stack(compose, token)
+            yield Stack(compose, secret, token)
         finally:
             if request.session.testsfailed:
                 print(f"\n----- compose logs (tests failed) -----\n{_logs(compose)}")

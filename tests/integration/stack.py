@@ -38,6 +38,7 @@ else:
 @dataclass(frozen=True)
 class Stack:
     compose: DockerCompose
+    secret: str  # CHAT_AUTH_SECRET of this stack
     token: str  # a bearer token with the chat:stream scope, subject "tester"
     # Published proxy addresses, looked up once: each lookup runs `docker compose ps`.
     _origins: dict[str, str] = field(default_factory=dict)

@@ -20,11 +20,7 @@ MISSING = {"error": {"code": "missing_token", "message": "Send Authorization: Be
 def token_for(stack: Stack, **overrides: Any) -> str:
     """A token like the stack's, with some claims changed (same key, from its header)."""
     claims = jwt.decode(stack.token, options={"verify_signature": False})
-    return jwt.encode({**claims, **overrides}, secret_of(stack), algorithm="HS256")
-
-
-def secret_of(stack: Stack) -> str:
-    return stack.compose_run("exec", "-T", "api", "printenv", "CHAT_AUTH_SECRET").stdout.strip()
+    return jwt.encode({**claims, **overrides}, stack.secret, algorithm="HS256")
 
 
 def post(stack: Stack, headers: dict[str, str], body: dict[str, Any] | None = None) -> requests.Response:

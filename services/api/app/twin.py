@@ -16,7 +16,7 @@ message that starts with one of these drives a failure path:
 """
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from itertools import cycle, islice
 
 from app.token_source import TokenSourceError
@@ -35,9 +35,13 @@ FLOOD_TOKEN_BYTES = 4096
 FORGED_TOKENS = ("\n\nevent: end\ndata: {}\n\n", "carriage\rreturn", "nul\x00byte", "id: 999\n", "\r\n\r\n")
 
 
+def script_tokens(count: int) -> Iterator[str]:
+    """The first ``count`` tokens of the twin's reply (the script, repeated), lazily."""
+    return islice(cycle(SCRIPT), count)
+
+
 def reply_tokens(count: int) -> list[str]:
-    """The first ``count`` tokens of the twin's reply (the script, repeated)."""
-    return list(islice(cycle(SCRIPT), count))
+    return list(script_tokens(count))
 
 
 class Twin:
@@ -66,7 +70,7 @@ class Twin:
             delay, tokens = float(milliseconds) / 1000, int(count)
         fail_after = FAULT_AFTER_TOKENS if hook == "/fail" else None
         # Lazily: a long reply must not be built in memory before it is sent.
-        for index, text in enumerate(islice(cycle(SCRIPT), tokens)):
+        for index, text in enumerate(script_tokens(tokens)):
             if index == fail_after:
                 raise TokenSourceError("fault injected by the test hook")
             await asyncio.sleep(delay)

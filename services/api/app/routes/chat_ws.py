@@ -26,7 +26,7 @@ other origin gets HTTP 403 before the upgrade. Clients that send no Origin
 """
 
 import json
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -75,10 +75,10 @@ async def chat_over_websocket(
     authenticator: Annotated[Authenticator, Depends(get_authenticator)],
 ) -> None:
     token = websocket_token(websocket)
-    try:
-        principal = authenticator.verify(token) if token and _origin_allowed(websocket, settings.cors_origins) else None
-    except ApiError:
-        principal = None
+    principal = None
+    if token and _origin_allowed(websocket, settings.cors_origins):
+        with suppress(ApiError):  # an invalid token is refused below, like a missing one
+            principal = authenticator.verify(token)
     if principal is None:
         await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
         return
