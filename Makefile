@@ -5,7 +5,8 @@
 SHELL := /bin/bash
 
 HTTP_PORT ?= 8080
-export HTTP_PORT
+HTTPS_PORT ?= 8443
+export HTTP_PORT HTTPS_PORT
 
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -18,14 +19,17 @@ help: ## Show the targets
 .PHONY: up
 up: ## Build and start the stack, wait until healthy, print a demo token and how to try it
 	scripts/dev-credentials.sh
+	scripts/dev-certificate.sh
 	docker compose up --detach --build --wait
 	@token="$$(docker compose exec -T api python -m app.tokens --subject demo --ttl 86400)"; \
 	echo; \
 	echo "Chat with the twin in a browser (a demo token for 24 h is in the link):"; \
 	echo "  http://localhost:$(HTTP_PORT)/#token=$$token"; \
+	echo "  https://localhost:$(HTTPS_PORT)/#token=$$token   (HTTP/2; self-signed: the browser warns)"; \
 	echo; \
 	echo "Or watch a reply arrive token by token:"; \
 	echo "  curl -N -X POST $(STREAM_URL) -H 'Content-Type: application/json' -H 'Authorization: Bearer '$$token -d '{\"message\": \"Hello, twin\"}'"; \
+	echo "  (over HTTPS: https://localhost:$(HTTPS_PORT)/api/chat/message/stream with --cacert certs/tls.crt)"; \
 	echo
 
 .PHONY: down

@@ -14,6 +14,7 @@ import os
 import platform
 import secrets
 import subprocess
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -24,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Its own project on a free port: a stack started by `make up` keeps running.
 COMPOSE = ["docker", "compose", "--project-name", "chat-stream-bench", "-f", "compose.yaml",
            "-f", "bench/compose.bench.yaml"]  # fmt: skip
-ENV = {**os.environ, "HTTP_PORT": "0", "CHAT_AUTH_SECRET": secrets.token_hex(32)}
+ENV = {**os.environ, "HTTP_PORT": "0", "HTTPS_PORT": "0", "CHAT_AUTH_SECRET": secrets.token_hex(32),
+       "TLS_CERT_DIR": tempfile.mkdtemp(prefix="chat-stream-bench-tls-")}  # fmt: skip
 # The load client's bearer token, minted once by the API itself (app/tokens.py).
 TOKEN: list[str] = []
 
@@ -299,6 +301,7 @@ def main() -> None:
 
     started = time.monotonic()
     print("building and starting the stack ...", flush=True)
+    subprocess.run(["scripts/dev-certificate.sh", ENV["TLS_CERT_DIR"]], cwd=ROOT, check=True, capture_output=True)
     compose("up", "--detach", "--build", "--wait")
     compose("--profile", "bench", "build", "loadgen")
     TOKEN.append(compose("exec", "-T", "api", "python", "-m", "app.tokens", "--subject", "bench", "--ttl", "14400")

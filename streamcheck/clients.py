@@ -7,6 +7,7 @@ its own timestamp, whether the body is chunked, close-delimited or gzipped.
 
 import json
 import os
+import ssl
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -69,7 +70,7 @@ def with_httpx(
     headers: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     http2: bool = True,
-    verify: bool = True,
+    verify: bool | ssl.SSLContext = True,
 ) -> Measurement:
     """The same request with httpx2, over HTTP/2 when the server offers it.
 
@@ -141,7 +142,12 @@ def with_curl(
 
 
 def with_websocket(
-    url: str, payload: Mapping[str, Any], *, token: str | None = None, timeout: float = 30.0
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    token: str | None = None,
+    timeout: float = 30.0,
+    tls: ssl.SSLContext | None = None,
 ) -> Measurement:
     """The WebSocket fallback: one JSON frame per event, each timed as one read.
 
@@ -153,7 +159,7 @@ def with_websocket(
     recorder = Recorder()
     m = recorder.measurement
     protocols = [Subprotocol("chat.v1")] + ([Subprotocol(f"bearer.{token}")] if token else [])
-    with connect(url, open_timeout=timeout, max_size=2**24, subprotocols=protocols) as socket:
+    with connect(url, open_timeout=timeout, max_size=2**24, subprotocols=protocols, ssl=tls) as socket:
         socket.send(json.dumps(payload))
         try:
             while True:

@@ -11,6 +11,7 @@ deployment pipeline; 1 for any other verdict, 2 for bad arguments.
 
 import argparse
 import json
+import ssl
 import statistics
 import sys
 from collections.abc import Sequence
@@ -105,16 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--message", default="Hello from the probe: مرحبا 👋", help="the chat message to send")
     parser.add_argument("--http2", action="store_true", help="use HTTP/2 (h2c prior knowledge on http:// URLs)")
     parser.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
+    parser.add_argument("--cacert", help="trust this certificate (e.g. certs/tls.crt from make up)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds without data before giving up")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
 
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
     payload = {"message": args.message}
-    if args.http2 or args.insecure:
+    if args.http2 or args.insecure or args.cacert:
+        verify: bool | ssl.SSLContext = ssl.create_default_context(cafile=args.cacert) if args.cacert else True
         m = clients.with_httpx(
-            args.url, payload, headers=headers, timeout=args.timeout, http2=args.http2, verify=not args.insecure
-        )
+            args.url, payload, headers=headers, timeout=args.timeout, http2=args.http2,
+            verify=False if args.insecure else verify,
+        )  # fmt: skip
     else:
         m = clients.with_requests(args.url, payload, headers=headers, timeout=args.timeout)
     verdict = classify(m)

@@ -3,7 +3,8 @@
 The stack is ``compose.yaml`` plus ``tests/integration/compose.test.yaml``,
 listed explicitly so a developer's compose.override.yaml never leaks in. It
 runs under its own project name and on free host ports, so it does not
-collide with a stack started by ``make up``.
+collide with a stack started by ``make up``, with its own development
+certificate (scripts/dev-certificate.sh), which the HTTPS tests trust.
 """
 
 import os
@@ -21,10 +22,14 @@ from tests.integration.stack import COMPOSE_FILES, ROOT, Stack
 
 
 @pytest.fixture(scope="session")
-def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tls = tmp_path_factory.mktemp("tls")
+    subprocess.run([ROOT / "scripts" / "dev-certificate.sh", tls], check=True, capture_output=True)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("COMPOSE_PROJECT_NAME", f"chat-stream-test-{os.getpid()}")
         env.setenv("HTTP_PORT", "0")
+        env.setenv("HTTPS_PORT", "0")
+        env.setenv("TLS_CERT_DIR", str(tls))
         secret = secrets.token_hex(32)
         env.setenv("CHAT_AUTH_SECRET", secret)
         compose = DockerCompose(context=ROOT, compose_file_name=COMPOSE_FILES, build=True, wait=True)
@@ -38,7 +43,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
             pytest.fail(f"the stack did not start:\n{exc.stderr.decode(errors='replace')}\n{logs}")
         try:
             token = mint(Settings(auth_secret=SecretStr(secret)), "tester", ttl=3 * 3600)
-            yield Stack(compose, secret, token)
+            yield Stack(compose, secret, token, tls / "tls.crt")
         finally:
             if request.session.testsfailed:
                 print(f"\n----- compose logs (tests failed) -----\n{_logs(compose)}")

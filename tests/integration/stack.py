@@ -40,16 +40,24 @@ class Stack:
     compose: DockerCompose
     secret: str  # CHAT_AUTH_SECRET of this stack
     token: str  # a bearer token with the chat:stream scope, subject "tester"
+    tls_certificate: Path  # the self-signed certificate the proxies serve on 8443
     # Published proxy addresses, looked up once: each lookup runs `docker compose ps`.
-    _origins: dict[str, str] = field(default_factory=dict)
+    _origins: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def url(self, service: str = "nginx", path: str = STREAM_PATH) -> str:
-        if service not in self._origins:
-            host = self.compose.get_service_host(service, 8080)
-            port = self.compose.get_service_port(service, 8080)
+        return self._origin(service, 8080, "http") + path
+
+    def https_url(self, service: str = "nginx", path: str = STREAM_PATH) -> str:
+        """The same over HTTPS (HTTP/2); verify with ``tls_certificate``."""
+        return self._origin(service, 8443, "https") + path
+
+    def _origin(self, service: str, port: int, scheme: str) -> str:
+        if (service, port) not in self._origins:
+            host = self.compose.get_service_host(service, port)
+            published = self.compose.get_service_port(service, port)
             host = "127.0.0.1" if host in (None, "0.0.0.0") else host
-            self._origins[service] = f"http://{host}:{port}"
-        return self._origins[service] + path
+            self._origins[service, port] = f"{scheme}://{host}:{published}"
+        return self._origins[service, port]
 
     @property
     def auth(self) -> dict[str, str]:

@@ -93,6 +93,42 @@ def error(code: str, message: str, *, retry_ms: int | None = None) -> ChatEvent:
     return _event("error", ErrorData(code=code, message=message), retry=retry_ms)
 
 
+def sse_event_schema() -> dict[str, Any]:
+    """JSON Schema of one event as an SSE parser yields it, for the OpenAPI document.
+
+    Before OpenAPI 3.2, the ``schema`` of a ``text/event-stream`` response
+    describes each event: an object with ``event``, ``data`` (a string: JSON
+    whose shape ``contentSchema`` gives), ``id`` and ``retry``.
+    """
+    shapes: list[tuple[EventName, type[BaseModel], bool]] = [
+        ("start", StartData, False),
+        ("token", TokenData, True),
+        ("end", EndData, False),
+        ("error", ErrorData, False),
+    ]
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "event": {"const": name},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": model.model_json_schema(),
+                    },
+                    "id": {"type": "string"},
+                    "retry": {"type": "integer", "minimum": 0},
+                },
+                # An SSE parser carries the last id over to the events after
+                # it, so only the token events are known to have one.
+                "required": ["event", "data", "id"] if has_id else ["event", "data"],
+            }
+            for name, model, has_id in shapes
+        ]
+    }
+
+
 def heartbeat() -> ServerSentEvent:
     # A comment line: EventSource and fetch-based parsers ignore it, but it is
     # payload, so proxies and load balancers see the connection as busy.

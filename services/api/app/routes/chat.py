@@ -17,7 +17,7 @@ from app.auth import Authenticator, Principal, bearer_token, get_authenticator
 from app.config import Settings, get_settings
 from app.conversation import open_reply
 from app.errors import ApiError
-from app.events import heartbeat
+from app.events import heartbeat, sse_event_schema
 from app.replies import NotOwner, ReplyStore, StoreFull
 from app.schemas import ChatRequest, ErrorBody
 from app.streaming import SHUTDOWN_GRACE_SECONDS, EventStreamResponse, events_for
@@ -85,6 +85,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "The conversation does not exist for this subject."),
         (415, "The body is not application/json."),
         (422, "The message is missing, blank or too long, or a field is invalid."),
+        (413, "The body is over 64 KiB (the proxy's limit)."),
+        (429, "Too many open streams, or new streams, from this client (the proxy's limits; see Retry-After)."),
         (503, "Too many replies are being generated; retry later."),
     )
 }
@@ -92,7 +94,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The reply as Server-Sent Events: start, token..., then end or error.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": sse_event_schema()}},
     }
 }
 

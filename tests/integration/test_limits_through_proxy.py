@@ -1,0 +1,148 @@
+"""Per-client limits and real client addresses, on the shipped configuration.
+
+`proxy-edge` is the shipped proxy as it is: nobody is trusted, so a client's
+X-Forwarded-For is ignored. `proxy-trusting` is the same proxy behind a
+"load balancer" (it trusts the Docker networks the tests connect from), so a
+test can act as any client by sending X-Forwarded-For. The main test proxy
+lifts the limits (the suite opens many streams from one address) and is used
+here only for what the API sees.
+"""
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+
+import pytest
+import requests
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.integration.stack import Stack
+
+# snippets/stream_limits.conf as shipped.
+MAX_STREAMS = 10
+BURST = 20
+
+TOO_MANY_STREAMS = {
+    "error": {"code": "too_many_streams", "message": "Too many open streams from this client. Close one and retry."}
+}
+TOO_MANY_STARTS = {
+    "error": {"code": "too_many_stream_starts", "message": "Too many new streams from this client. Retry shortly."}
+}
+# A reply of 100 tokens, 100 ms apart: a stream stays open for 10 s.
+LONG_REPLY = {"message": "/pace 100 100"}
+
+
+def start_stream(stack: Stack, service: str, client: str | None = None) -> requests.Response:
+    """Start a stream and return once its headers are in; the body is left unread."""
+    headers = {**stack.auth, **({"X-Forwarded-For": client} if client else {})}
+    return requests.post(stack.url(service), json=LONG_REPLY, headers=headers, stream=True, timeout=30)
+
+
+@contextmanager
+def open_streams(stack: Stack, service: str, clients: Sequence[str | None]) -> Iterator[list[requests.Response]]:
+    with ExitStack() as held:
+        responses = [held.enter_context(start_stream(stack, service, client)) for client in clients]
+        yield responses
+
+
+def assert_refused(response: requests.Response, body: Mapping[str, object]) -> None:
+    assert response.status_code == 429
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == body
+
+
+def test_the_stream_after_the_limit_is_refused_until_one_ends(stack: Stack) -> None:
+    client = "198.51.100.10"
+    with open_streams(stack, "proxy-trusting", [client] * MAX_STREAMS) as streams:
+        assert [s.status_code for s in streams] == [200] * MAX_STREAMS
+
+        with start_stream(stack, "proxy-trusting", client) as refused:
+            assert_refused(refused, TOO_MANY_STREAMS)
+        # Another client is not affected.
+        with start_stream(stack, "proxy-trusting", "198.51.100.11") as other:
+            assert other.status_code == 200
+
+        streams[0].close()
+        # nginx frees the slot when its next write to the closed connection
+        # fails: within one token (100 ms); a few tries allow for that.
+        statuses = []
+        for _ in range(20):
+            with start_stream(stack, "proxy-trusting", client) as again:
+                statuses.append(again.status_code)
+                if again.status_code == 200:
+                    break
+        assert statuses[-1] == 200, statuses
+
+
+def test_the_websocket_shares_the_stream_limit(stack: Stack) -> None:
+    client = "198.51.100.12"
+    with open_streams(stack, "proxy-trusting", [client] * MAX_STREAMS):
+        url = stack.url("proxy-trusting", "/api/chat/message/ws").replace("http://", "ws://", 1)
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, subprotocols=stack.ws_protocols(), additional_headers={"X-Forwarded-For": client})
+    response = refused.value.response
+    assert response.status_code == 429
+    assert response.body is not None
+    assert response.body.rstrip(b"\n").decode() == (
+        '{"error":{"code":"too_many_streams","message":"Too many open streams from this client. Close one and retry."}}'
+    )
+
+
+def test_stream_starts_are_rate_limited(stack: Stack) -> None:
+    # Requests the API refuses quickly (400) still count as starts: 40 in a
+    # row leave the burst of 20 (plus refills at 5 a second) far behind.
+    headers = {**stack.auth, "Content-Type": "application/json", "X-Forwarded-For": "198.51.100.20"}
+    responses = [
+        requests.post(stack.url("proxy-trusting"), data=b"{not json", headers=headers, timeout=10) for _ in range(40)
+    ]
+
+    statuses = [r.status_code for r in responses]
+    assert statuses[: BURST + 1] == [400] * (BURST + 1), statuses
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(refused) >= 10, statuses
+    assert set(statuses) == {400, 429}, statuses
+    for response in refused:
+        assert_refused(response, TOO_MANY_STARTS)
+
+
+def test_a_spoofed_x_forwarded_for_does_not_make_a_new_client(stack: Stack) -> None:
+    # Against the shipped configuration every stream has another forged
+    # address; the limit still counts them as one client, the real peer.
+    forged = [f"203.0.113.{i}" for i in range(MAX_STREAMS + 1)]
+    with open_streams(stack, "proxy-edge", forged[:MAX_STREAMS]) as streams:
+        assert [s.status_code for s in streams] == [200] * MAX_STREAMS
+        with start_stream(stack, "proxy-edge", forged[-1]) as refused:
+            assert_refused(refused, TOO_MANY_STREAMS)
+
+    logs, _ = stack.compose.get_logs("proxy-edge")
+    assert "203.0.113." not in logs
+
+
+def api_sees(stack: Stack, service: str, forwarded_for: str) -> str:
+    """The client address the API logged for one request through ``service``."""
+    marker = uuid.uuid4().hex
+    requests.post(
+        stack.url(service, f"/api/chat/message/stream?trace={marker}"),
+        data=b"{not json",
+        headers={**stack.auth, "Content-Type": "application/json", "X-Forwarded-For": forwarded_for},
+        timeout=10,
+    )
+    logs, _ = stack.compose.get_logs("api")
+    [line] = [line for line in logs.splitlines() if f"?trace={marker} HTTP" in line]
+    # uvicorn's access log: `<client>:<port> - "POST /api/...?trace=... HTTP/1.1" 400`
+    return line.split("|", 1)[-1].split()[0].rsplit(":", 1)[0]
+
+
+def test_the_api_never_takes_a_spoofed_address_for_the_client(stack: Stack) -> None:
+    seen = api_sees(stack, "nginx", "203.0.113.99")
+
+    assert seen != "203.0.113.99"
+    assert seen.startswith(("172.", "192.168.", "10.")), seen  # the Docker gateway: the real peer
+
+
+def test_the_api_sees_the_client_a_trusted_proxy_names(stack: Stack) -> None:
+    # The control for the test above: through a proxy that trusts the
+    # sender, the same header does name the client.
+    assert api_sees(stack, "proxy-trusting", "198.51.100.99") == "198.51.100.99"
