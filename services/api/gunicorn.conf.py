@@ -39,7 +39,9 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 
 # X-Forwarded-For/-Proto are trusted from these peers. The API is reachable
 # only from the proxy on the compose network, so the default trusts any peer;
-# narrow it to the proxy's address when the network is shared.
+# narrow it to the proxy's address when the network is shared. The proxy
+# sends X-Forwarded-For as one address it has verified (nginx's
+# snippets/proxy_headers.conf and real_ip.conf), never a client's own claim.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 
 # Logs go to the container's stdout/stderr.

@@ -1,6 +1,7 @@
 """The chat page in a real browser (Debian's Chromium, driven by Playwright)
-through nginx: exact multi-byte text, progressive rendering, the fallback to
-the WebSocket behind a buffering proxy, and a screenshot."""
+through nginx: exact multi-byte text, progressive rendering, over HTTPS with
+HTTP/2 too, the fallback to the WebSocket behind a buffering proxy, and a
+screenshot."""
 
 import os
 import re
@@ -86,6 +87,27 @@ def test_tokens_appear_progressively(stack: Stack, page: Page) -> None:
     assert times[-1] - times[0] >= 0.6 * generation, times
     assert state["ttftMs"] / 1000 < (times[-1] - times[0]) / 4, state["ttftMs"]
     print(f"\nbrowser: time to first token {state['ttftMs']:.0f} ms; tokens over {times[-1] - times[0]:.2f} s")
+
+
+def test_the_page_streams_over_https_with_http2(stack: Stack, browser: Browser) -> None:
+    # The development certificate is self-signed: the browser is told to
+    # accept it (the Python clients verify it in test_tls_through_proxy.py).
+    context = browser.new_context(ignore_https_errors=True)
+    try:
+        page = context.new_page()
+        state, text = chat(page, f"{stack.https_url(path='/')}#token={stack.token}", "over HTTP/2")
+
+        assert (state["state"], state["transport"]) == ("done", "SSE")
+        assert text == EXPECTED
+        times = [entry["t"] / 1000 for entry in state["timeline"]]
+        assert times[-1] - times[0] >= 0.6 * REPLY_TOKENS * TOKEN_DELAY_SECONDS, times
+        protocols = page.evaluate(
+            "performance.getEntries().filter(e => e.name.includes('/api/chat/message/stream'))"
+            ".map(e => e.nextHopProtocol)"
+        )
+        assert protocols == ["h2"]
+    finally:
+        context.close()
 
 
 def test_behind_a_buffering_proxy_the_page_falls_back_to_the_websocket(stack: Stack, page: Page) -> None:

@@ -70,4 +70,18 @@ def test_a_source_failure_becomes_an_error_event(client: TestClient) -> None:
 def test_openapi_declares_the_stream_as_event_stream(client: TestClient) -> None:
     operation = client.get("/api/openapi.json").json()["paths"][URL]["post"]
     assert list(operation["responses"]["200"]["content"]) == ["text/event-stream"]
-    assert {"400", "415", "422"} <= set(operation["responses"])
+    schema = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    assert [shape["properties"]["event"]["const"] for shape in schema["oneOf"]] == ["start", "token", "end", "error"]
+    # The statuses the proxy adds (413, 429) are documented with the API's own.
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "413", "415", "422", "429", "503"}
+
+
+def test_openapi_declares_the_bearer_scheme(client: TestClient) -> None:
+    document = client.get("/api/openapi.json").json()
+    assert document["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A JWT with sub, exp, iss, aud and the chat:stream scope.",
+    }
+    assert document["paths"][URL]["post"]["security"] == [{"bearer": []}]

@@ -52,3 +52,14 @@ def test_the_websocket_frame_carries_the_same_event() -> None:
     assert events.error("server_shutdown", "bye", retry_ms=1000).to_json() == (
         '{"event":"error","data":{"code":"server_shutdown","message":"bye"},"retry":1000}'
     )
+
+
+def test_the_event_schema_names_each_event_and_its_data() -> None:
+    shapes = {shape["properties"]["event"]["const"]: shape for shape in events.sse_event_schema()["oneOf"]}
+
+    assert set(shapes) == {"start", "token", "end", "error"}
+    # Only token events are sure to carry an id (a parser carries the last one over).
+    assert [name for name, shape in shapes.items() if "id" in shape["required"]] == ["token"]
+    token_data = shapes["token"]["properties"]["data"]
+    assert token_data["contentMediaType"] == "application/json"
+    assert token_data["contentSchema"]["required"] == ["index", "text"]
