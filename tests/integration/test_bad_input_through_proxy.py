@@ -2,7 +2,10 @@
 any stream byte; a failure inside the reply ends the stream with an error event."""
 
 import json
+import socket
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -139,6 +142,62 @@ def test_a_4000_character_message_is_accepted(stack: Stack) -> None:
 def test_wrong_route_gets_json(stack: Stack, method: str, path: str, status: int, expected: dict[str, Any]) -> None:
     response = requests.request(method, stack.url(path=path), headers=stack.auth, timeout=10)
     assert response.status_code == status
+    assert response.json() == expected
+
+
+def test_trace_is_refused_by_the_proxy_with_json_and_allow(stack: Stack) -> None:
+    response = requests.request("TRACE", stack.url(), headers=stack.auth, timeout=10)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json() == {"error": {"code": "method_not_allowed", "message": "Method Not Allowed"}}
+
+
+BAD_REQUEST = {"error": {"code": "bad_request", "message": "The request is malformed or its headers are too large."}}
+
+
+def test_a_malformed_request_line_gets_json(stack: Stack) -> None:
+    # Such a request has no URI; nginx must still answer with the JSON shape
+    # (a named error location would make it answer 500).
+    address = urlsplit(stack.url())
+    assert address.hostname and address.port
+    with socket.create_connection((address.hostname, address.port), timeout=10) as raw:
+        raw.sendall(b"GARBAGE\r\n\r\n")
+        answer = b"".join(iter(lambda: raw.recv(65536), b""))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 400 Bad Request"
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body) == BAD_REQUEST
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "expected"),
+    [
+        pytest.param(
+            lambda stack: requests.post(stack.url(), headers={**stack.auth, "X-Padding": "x" * 20_000}, timeout=10),
+            400,
+            BAD_REQUEST,
+            id="headers-too-large",
+        ),
+        pytest.param(
+            lambda stack: requests.get(stack.url(path="/api/" + "x" * 20_000), timeout=10),
+            414,
+            {"error": {"code": "uri_too_long", "message": "The request URI is too long."}},
+            id="uri-too-long",
+        ),
+        pytest.param(
+            lambda stack: requests.get(stack.https_url(path="/healthz").replace("https://", "http://", 1), timeout=10),
+            400,
+            {"error": {"code": "https_required", "message": "This port speaks HTTPS: use an https:// URL."}},
+            id="plain-http-to-https-port",
+        ),
+    ],
+)
+def test_requests_nginx_refuses_get_json(
+    stack: Stack, send: Callable[[Stack], requests.Response], status: int, expected: dict[str, Any]
+) -> None:
+    response = send(stack)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
     assert response.json() == expected
 
 
