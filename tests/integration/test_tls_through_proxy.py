@@ -1,6 +1,7 @@
 """HTTPS with HTTP/2 on the proxy's second port: replies stream over it event by
 event (and the same check catches a buffering proxy over HTTP/2), responses
-carry no hop-by-hop headers, and HSTS is sent over HTTPS only."""
+carry no hop-by-hop headers, and HSTS is sent over HTTPS only (nginx's own,
+or a trusted load balancer's)."""
 
 import socket
 import ssl
@@ -79,6 +80,33 @@ def test_https_responses_carry_hsts_and_http_responses_do_not(stack: Stack) -> N
     for response in (https, http):
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["content-security-policy"].startswith("default-src 'self';")
+
+
+@pytest.mark.parametrize(
+    ("service", "headers", "hsts"),
+    [
+        pytest.param(
+            "proxy-trusting",
+            {"X-Forwarded-For": "198.51.100.40", "X-Forwarded-Proto": "https"},
+            True,
+            id="trusted-balancer-terminated-tls",
+        ),
+        pytest.param("proxy-trusting", {"X-Forwarded-For": "198.51.100.41"}, False, id="trusted-balancer-plain-http"),
+        pytest.param(
+            "proxy-edge",
+            {"X-Forwarded-For": "198.51.100.42", "X-Forwarded-Proto": "https"},
+            False,
+            id="forged-by-a-client",
+        ),
+    ],
+)
+def test_hsts_follows_the_scheme_a_trusted_balancer_reports(
+    stack: Stack, service: str, headers: dict[str, str], hsts: bool
+) -> None:
+    # Plain HTTP to nginx, as from a load balancer that terminated TLS.
+    response = requests.get(stack.url(service, "/"), headers=headers, timeout=10)
+    assert response.status_code == 200
+    assert response.headers.get("strict-transport-security") == ("max-age=63072000" if hsts else None)
 
 
 @pytest.mark.parametrize(
