@@ -121,7 +121,7 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 # --- Streams held by worker processes -------------------------------------------
 
 
-def _hold_worker(base: str, count: int, message: str, ready: Any, stop: Any, results: Any) -> None:
+def _hold_worker(base: str, count: int, message: str, stagger: float, ready: Any, stop: Any, results: Any) -> None:
     async def run() -> None:
         started = 0
         all_started = asyncio.Event()
@@ -134,7 +134,12 @@ def _hold_worker(base: str, count: int, message: str, ready: Any, stop: Any, res
 
         async with session() as http:
             streams = [Stream() for _ in range(count)]
-            tasks = [asyncio.create_task(stream(http, base, message, on_start=on_start, result=s)) for s in streams]
+
+            async def open_one(i: int, result: Stream) -> Stream:
+                await asyncio.sleep(i * stagger / count)
+                return await stream(http, base, message, on_start=on_start, result=result)
+
+            tasks = [asyncio.create_task(open_one(i, r)) for i, r in enumerate(streams)]
             with contextlib.suppress(TimeoutError):  # report how many opened, whatever happened
                 await asyncio.wait_for(all_started.wait(), timeout=120)
             ready.put(started)
@@ -158,14 +163,22 @@ def _hold_worker(base: str, count: int, message: str, ready: Any, stop: Any, res
 
 
 class Held:
-    """N streams split over worker processes, open until stop()."""
+    """N streams split over worker processes, open until stop().
 
-    def __init__(self, base: str, count: int, message: str, processes: int) -> None:
+    ``stagger``: their starts are spread evenly over this many seconds. Streams
+    paced at one event a second and started together would all tick in the
+    same instant, a burst no real audience makes; a request that lands on
+    the burst waits behind every one of its events.
+    """
+
+    def __init__(self, base: str, count: int, message: str, processes: int, stagger: float = 0.0) -> None:
         context = multiprocessing.get_context("fork")
         self.ready, self.results, self.stop_event = context.Queue(), context.Queue(), context.Event()
         shares = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
         self.workers = [
-            context.Process(target=_hold_worker, args=(base, share, message, self.ready, self.stop_event, self.results))
+            context.Process(
+                target=_hold_worker, args=(base, share, message, stagger, self.ready, self.stop_event, self.results)
+            )
             for share in shares
             if share
         ]
@@ -220,7 +233,7 @@ async def latency(direct: str, proxied: str, pairs: int, pace_ms: int, tokens: i
 
 
 async def ttft(base: str, background: int, probes: int, concurrency: int, processes: int) -> dict[str, Any]:
-    held = Held(base, background, "/pace 1000 100000", processes) if background else None
+    held = Held(base, background, "/pace 1000 100000", processes, stagger=1.0) if background else None
     gate = asyncio.Semaphore(concurrency)
     cpu, wall = cpu_seconds(), time.monotonic()
 
@@ -244,7 +257,7 @@ async def ttft(base: str, background: int, probes: int, concurrency: int, proces
 
 
 def hold(base: str, count: int, seconds: float, processes: int) -> dict[str, Any]:
-    held = Held(base, count, f"/pace 1000 {int(seconds) + 600}", processes)
+    held = Held(base, count, f"/pace 1000 {int(seconds) + 600}", processes, stagger=1.0)
     print(f"HOLDING {held.started}", file=sys.stderr, flush=True)
     time.sleep(seconds)
     results = held.stop()
