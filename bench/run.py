@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Its own project on a free port: a stack started by `make up` keeps running.
 COMPOSE = ["docker", "compose", "--project-name", "chat-stream-bench", "-f", "compose.yaml",
            "-f", "bench/compose.bench.yaml"]  # fmt: skip
-ENV = {**os.environ, "HTTP_PORT": "0", "HTTPS_PORT": "0", "CHAT_AUTH_SECRET": secrets.token_hex(32),
-       "TLS_CERT_DIR": tempfile.mkdtemp(prefix="chat-stream-bench-tls-")}  # fmt: skip
+ENV = {**os.environ, "HTTP_PORT": "0", "HTTPS_PORT": "0", "CHAT_AUTH_SECRET": secrets.token_hex(32)}
 # The load client's bearer token, minted once by the API itself (app/tokens.py).
 TOKEN: list[str] = []
 
@@ -305,6 +304,9 @@ def main() -> None:
 
     started = time.monotonic()
     print("building and starting the stack ...", flush=True)
+    # nginx's HTTPS port needs a certificate; the run makes its own (kept
+    # with --keep, since the running proxy mounts it).
+    ENV["TLS_CERT_DIR"] = tempfile.mkdtemp(prefix="chat-stream-bench-tls-")
     subprocess.run(["scripts/dev-certificate.sh", ENV["TLS_CERT_DIR"]], cwd=ROOT, check=True, capture_output=True)
     compose("up", "--detach", "--build", "--wait")
     compose("--profile", "bench", "build", "loadgen")

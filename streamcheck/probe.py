@@ -114,11 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
     payload = {"message": args.message}
     if args.http2 or args.insecure or args.cacert:
-        verify: bool | ssl.SSLContext = ssl.create_default_context(cafile=args.cacert) if args.cacert else True
+        verify: bool | ssl.SSLContext = True
+        if args.insecure:
+            verify = False
+        elif args.cacert:
+            verify = ssl.create_default_context(cafile=args.cacert)
         m = clients.with_httpx(
-            args.url, payload, headers=headers, timeout=args.timeout, http2=args.http2,
-            verify=False if args.insecure else verify,
-        )  # fmt: skip
+            args.url, payload, headers=headers, timeout=args.timeout, http2=args.http2, verify=verify
+        )
     else:
         m = clients.with_requests(args.url, payload, headers=headers, timeout=args.timeout)
     verdict = classify(m)
