@@ -42,7 +42,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             # rebuilt for every test that asks for it.
             pytest.fail(f"the stack did not start:\n{exc.stderr.decode(errors='replace')}\n{logs}")
         try:
-            token = mint(Settings(auth_secret=SecretStr(secret)), "tester", ttl=3 * 3600)
+            token = mint(Settings(auth_secret=SecretStr(secret), reply_store="memory"), "tester", ttl=3 * 3600)
             yield Stack(compose, secret, token, tls / "tls.crt")
         finally:
             if request.session.testsfailed:

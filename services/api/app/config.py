@@ -42,6 +42,32 @@ class Settings(BaseSettings):
     # Sent as the SSE `retry:` field: how long a client waits before it reconnects.
     client_retry_ms: int = Field(default=3000, ge=0)
 
+    # Where replies live (app/reply_store.py). "valkey": shared by every
+    # process and replica, so a reconnect reaches any of them and a restart
+    # loses nothing (the default, and what compose runs). "memory": this
+    # process only, lost on restart; for one process and in-process tests.
+    reply_store: Literal["valkey", "memory"] = "valkey"
+    valkey_url: str = "redis://valkey:6379/0"
+    # No default: with the Valkey store the API does not start without it
+    # (`make up` writes a random one to .env).
+    valkey_password: SecretStr | None = None
+    # Store connections per process (requests and batched writes); the
+    # blocking reader and the stop channel have one each besides.
+    valkey_max_connections: int = Field(default=16, ge=2)
+    # A process renews a lease this often x3; when it lapses, the replies it
+    # was generating end with reply_interrupted for their followers.
+    producer_lease_seconds: float = Field(default=3.0, ge=0.3)
+    # A conversation belongs to the subject that started it for this long
+    # after its last message.
+    conversation_ttl_seconds: float = Field(default=86_400.0, gt=0)
+    # On SIGTERM, replies in flight keep generating into the shared store for
+    # up to this long (a client reconnecting elsewhere gets the rest); past
+    # it they end with server_shutdown. Below GUNICORN_GRACEFUL_TIMEOUT.
+    drain_seconds: float = Field(default=15.0, ge=0)
+    # After SIGTERM, how long a stream may take to send its last event
+    # (server_shutdown with retry:) before sse-starlette cancels it.
+    shutdown_send_seconds: float = Field(default=5.0, ge=0)
+
     # Resume (Last-Event-ID). A reply keeps generating this long after its
     # last client left, so a client that reconnects picks up where it was;
     # past it the token source is cancelled (an upstream model call stops).
@@ -49,10 +75,12 @@ class Settings(BaseSettings):
     resume_grace_seconds: float = Field(default=10.0, ge=0)
     # How long a finished reply stays available for resume.
     resume_ttl_seconds: float = Field(default=300.0, ge=0)
-    # Bounds of the in-process reply store: replies kept, and bytes of text
-    # per reply (past it the reply ends with an error event).
+    # Replies a process generates at once (the memory store: keeps, finished
+    # ones included); past it new messages get 503. Bytes of text and tokens
+    # per reply: past either the reply ends with reply_too_large.
     max_replies: int = Field(default=1000, ge=1)
     max_reply_bytes: int = Field(default=1_048_576, ge=1024)
+    max_reply_tokens: int = Field(default=100_000, ge=1)
 
     # On SIGTERM, live streams get a final event telling the client to
     # reconnect after this many milliseconds. The drain must finish before
@@ -74,7 +102,7 @@ class Settings(BaseSettings):
     # drive failure paths through the proxy. Never enable them in production.
     twin_test_hooks: bool = False
 
-    @field_validator("auth_secret", "auth_jwks_url", mode="before")
+    @field_validator("auth_secret", "auth_jwks_url", "valkey_password", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # Compose passes an unset variable as an empty string.
@@ -88,6 +116,8 @@ class Settings(BaseSettings):
             secret = self.auth_secret.get_secret_value()
             if len(secret) < 32 or secret.lower() in PLACEHOLDER_SECRETS:
                 raise ValueError("CHAT_AUTH_SECRET must be at least 32 random characters in production")
+        if self.reply_store == "valkey" and self.valkey_password is None:
+            raise ValueError("CHAT_REPLY_STORE=valkey needs CHAT_VALKEY_PASSWORD (make up writes one to .env)")
         return self
 
     @field_validator("cors_origins")

@@ -1,12 +1,47 @@
-"""Start a reply, or find the one a Last-Event-ID resumes: shared by both transports."""
+"""Open a reply stream: start a reply, or find the one a Last-Event-ID resumes.
+
+The one stream-opening path of both transports (SSE and WebSocket). Every
+check runs here, before the first event; a refused request raises
+:class:`Refused`, which each transport maps to its own answer (an HTTP
+status with the JSON error shape, or a WebSocket close code and reason).
+"""
 
 import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
-from app.replies import Reply, ReplyStore
+import anyio
+
+from app.auth import Principal
+from app.config import Settings
+from app.events import ChatEvent
+from app.replies import NotOwner, Reply, StoreFull, StoreUnavailable
+from app.reply_store import ReplyStore
+from app.streaming import events_for
 from app.token_source import TokenSource
 
 
-def open_reply(
+@dataclass
+class Refused(Exception):
+    status: int
+    code: str
+    message: str
+    close_code: int  # the WebSocket's answer
+
+
+NOT_FOUND = Refused(404, "conversation_not_found", "No such conversation.", 1008)
+UNAVAILABLE = Refused(503, "store_unavailable", "The reply store is unavailable. Retry shortly.", 1013)
+_FULL = {
+    "too_many_streams": Refused(503, "too_many_streams", "Too many replies are being generated. Retry shortly.", 1013),
+    "store_full": Refused(503, "store_full", "The reply store is full. Retry shortly.", 1013),
+}
+
+
+def too_long(limit: int) -> Refused:
+    return Refused(422, "message_too_long", f"at most {limit} characters", 1009)
+
+
+async def open_reply(
     store: ReplyStore,
     source: TokenSource,
     *,
@@ -19,21 +54,62 @@ def open_reply(
 
     ``(None, 0)`` means the Last-Event-ID names no reply this subject may
     resume (unknown, expired, another conversation's or another subject's:
-    the answer does not tell which). Raises :class:`app.replies.NotOwner`
-    when a new message targets another subject's conversation, and
-    :class:`app.replies.StoreFull` when no new reply can start.
+    the answer does not tell which).
     """
-    if last_event_id is None:
-        conversation_id = conversation_id or f"conv_{uuid.uuid4().hex}"
-        store.claim(conversation_id, subject)
-        reply = store.start(
-            source, message, conversation_id=conversation_id, message_id=f"msg_{uuid.uuid4().hex}", subject=subject
-        )
-        return reply, 0
-    message_id, _, index = last_event_id.rpartition(":")
-    if not message_id or not index.isdigit():
-        return None, 0
-    found = store.get(message_id)
+    try:
+        if last_event_id is None:
+            reply = await store.start(
+                source,
+                message,
+                subject=subject,
+                conversation_id=conversation_id or f"conv_{uuid.uuid4().hex}",
+                message_id=f"msg_{uuid.uuid4().hex}",
+            )
+            return reply, 0
+        message_id, _, index = last_event_id.rpartition(":")
+        if not message_id or not index.isdigit():
+            return None, 0
+        found = await store.open(message_id)
+    except NotOwner as exc:
+        # The same answer as for a conversation that does not exist.
+        raise NOT_FOUND from exc
+    except StoreFull as exc:
+        raise _FULL[exc.code] from exc
+    except StoreUnavailable as exc:
+        raise UNAVAILABLE from exc
     if found is None or found.subject != subject or conversation_id not in (None, found.conversation_id):
         return None, 0
     return found, int(index) + 1
+
+
+async def open_stream(
+    store: ReplyStore,
+    source: TokenSource,
+    settings: Settings,
+    principal: Principal,
+    *,
+    message: str,
+    conversation_id: str | None,
+    last_event_id: str | None,
+    shutdown: anyio.Event,
+) -> AsyncGenerator[ChatEvent, None]:
+    """The events for one connection, or :class:`Refused` before any of them."""
+    if len(message) > settings.max_message_chars:
+        raise too_long(settings.max_message_chars)
+    reply, from_index = await open_reply(
+        store,
+        source,
+        subject=principal.subject,
+        message=message,
+        conversation_id=conversation_id,
+        last_event_id=last_event_id,
+    )
+    return events_for(
+        store,
+        reply,
+        from_index=from_index,
+        shutdown=shutdown,
+        retry_ms=settings.client_retry_ms,
+        shutdown_retry_ms=settings.shutdown_retry_ms,
+        expires_in=principal.seconds_left(),
+    )

@@ -7,7 +7,7 @@ complete.
 
     event: start   data: {"conversation_id": str, "message_id": str, "resumed_from"?: int}
     event: token   id: <message_id>:<index>   data: {"index": int, "text": str}
-    event: end     data: {"finish_reason": "stop", "tokens": int}
+    event: end     data: {"finish_reason": "stop" | "stopped", "tokens": int}
     event: error   data: {"code": str, "message": str}   (retry: on server shutdown)
 
 ``data`` is always one line of JSON (``ensure_ascii=False``: text travels as
@@ -40,7 +40,8 @@ class TokenData(BaseModel):
 
 
 class EndData(BaseModel):
-    finish_reason: Literal["stop"]
+    # "stopped": ended early by POST /api/chat/message/{message_id}/stop.
+    finish_reason: Literal["stop", "stopped"]
     tokens: int
 
 
@@ -85,8 +86,8 @@ def token(message_id: str, index: int, text: str) -> ChatEvent:
     return _event("token", TokenData(index=index, text=text), event_id=token_event_id(message_id, index))
 
 
-def end(tokens: int) -> ChatEvent:
-    return _event("end", EndData(finish_reason="stop", tokens=tokens))
+def end(tokens: int, finish_reason: Literal["stop", "stopped"] = "stop") -> ChatEvent:
+    return _event("end", EndData(finish_reason=finish_reason, tokens=tokens))
 
 
 def error(code: str, message: str, *, retry_ms: int | None = None) -> ChatEvent:

@@ -9,7 +9,8 @@ from starlette.middleware.cors import CORSMiddleware
 from app import errors
 from app.auth import Authenticator
 from app.config import Settings, get_settings
-from app.replies import ReplyStore
+from app.memory_store import MemoryReplyStore
+from app.reply_store import ReplyLimits, ReplyStore
 from app.request_id import RequestIdMiddleware
 from app.routes import chat, chat_ws, health, metrics
 
@@ -18,15 +19,37 @@ from app.routes import chat, chat_ws, health, metrics
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Honours a test's override of get_settings.
     settings = app.dependency_overrides.get(get_settings, get_settings)()
-    app.state.replies = ReplyStore(
+    store = make_store(settings)
+    await store.begin()
+    app.state.replies = store
+    app.state.authenticator = Authenticator(settings)
+    yield
+    # After the server stopped accepting and its streams ended (server_shutdown):
+    # replies in flight finish into a shared store, up to the drain deadline.
+    await store.close(settings.drain_seconds)
+
+
+def make_store(settings: Settings) -> ReplyStore:
+    limits = ReplyLimits(
         resume_grace=settings.resume_grace_seconds,
         resume_ttl=settings.resume_ttl_seconds,
         max_replies=settings.max_replies,
         max_reply_bytes=settings.max_reply_bytes,
+        max_reply_tokens=settings.max_reply_tokens,
     )
-    app.state.authenticator = Authenticator(settings)
-    yield
-    await app.state.replies.close()
+    if settings.reply_store == "memory":
+        return MemoryReplyStore(limits, conversation_ttl=settings.conversation_ttl_seconds)
+    from app.valkey_store import ValkeyReplyStore  # redis-py only where it is used
+
+    assert settings.valkey_password is not None  # Settings refuses valkey without it
+    return ValkeyReplyStore(
+        limits,
+        url=settings.valkey_url,
+        password=settings.valkey_password.get_secret_value(),
+        conversation_ttl=settings.conversation_ttl_seconds,
+        producer_lease=settings.producer_lease_seconds,
+        max_connections=settings.valkey_max_connections,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=settings.cors_origins,
         allow_methods=["POST"],
         allow_headers=["Content-Type", "Authorization", "Last-Event-ID"],
-        expose_headers=["X-Request-ID"],
+        expose_headers=["X-Request-ID", "X-Served-By"],
         max_age=600,
     )
     app.add_middleware(RequestIdMiddleware)

@@ -1,4 +1,6 @@
-"""Request ids: take the proxy's ``X-Request-ID`` or make one, and return it.
+"""Request ids: take the proxy's ``X-Request-ID`` or make one, and return it,
+with ``X-Served-By``, the process that answered (app.reply_store.process_id):
+which replica served a request is the first question of any incident.
 
 A pure ASGI middleware, not ``BaseHTTPMiddleware``: the latter runs the
 endpoint in a separate task and has broken streaming responses and client
@@ -10,6 +12,8 @@ import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.reply_store import process_id
 
 HEADER = "x-request-id"
 _VALID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -29,7 +33,9 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[HEADER] = request_id
+                headers = MutableHeaders(scope=message)
+                headers[HEADER] = request_id
+                headers["x-served-by"] = process_id()
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -35,7 +35,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app import events, metrics
 from app.events import ChatEvent
-from app.replies import Reply, ReplyStore
+from app.replies import Reply
+from app.reply_store import ReplyStore
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ STREAM_HEADERS = {
     # Read by nginx: do not buffer this response, whatever proxy_buffering says.
     "X-Accel-Buffering": "no",
 }
-
-# After SIGTERM, how long a stream may take to send its last event before
-# sse-starlette cancels it. Far below gunicorn's graceful_timeout.
-SHUTDOWN_GRACE_SECONDS = 5.0
 
 RESUME_UNAVAILABLE = "The reply to resume is unknown or has expired. Send the message again."
 TOKEN_EXPIRED = "The token expired during the reply. Reconnect with a new token and Last-Event-ID."
@@ -159,8 +156,8 @@ async def reply_events(
                     index += 1
                 if reply.done:
                     if reply.failure is None:
-                        outcome[0] = "end"
-                        yield events.end(len(reply.tokens))
+                        outcome[0] = "end" if reply.finish_reason == "stop" else reply.finish_reason
+                        yield events.end(len(reply.tokens), reply.finish_reason)
                     else:
                         outcome[0] = "error"
                         yield events.error(reply.failure.code, reply.failure.message)

@@ -9,6 +9,9 @@ from pydantic import SecretStr
 # secret before it is imported.
 TEST_SECRET = "unit-test-secret-0123456789abcdef0123456789"
 os.environ.setdefault("CHAT_AUTH_SECRET", TEST_SECRET)
+# In-process tests use the memory store; the Valkey store passes the same
+# contract against a real Valkey (tests/integration/test_valkey_store.py).
+os.environ.setdefault("CHAT_REPLY_STORE", "memory")
 
 from app.config import Settings, get_settings  # noqa: E402
 from app.main import app  # noqa: E402
@@ -20,6 +23,7 @@ def settings() -> Settings:
     # A fast twin: the in-process tests check content, not pacing.
     return Settings(
         auth_secret=SecretStr(TEST_SECRET),
+        reply_store="memory",
         twin_reply_tokens=12,
         twin_token_delay_seconds=0,
         twin_test_hooks=True,

@@ -4,22 +4,23 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
-from app.replies import ReplyStore
+from app.memory_store import MemoryReplyStore
 from app.streaming import STREAM_HEADERS, EventStreamResponse, reply_events, resume_unavailable
 from scripted_sources import ScriptedSource
+from store_contract import limits
 
 Frame = tuple[str | None, dict[str, object], int | None]
 
 
-def store(grace: float = 0) -> ReplyStore:
-    return ReplyStore(resume_grace=grace, resume_ttl=60, max_replies=10, max_reply_bytes=10_000)
+def store(grace: float = 0) -> MemoryReplyStore:
+    return MemoryReplyStore(limits(resume_grace=grace, max_reply_bytes=10_000), conversation_ttl=3600)
 
 
 async def collect(
     source: ScriptedSource, *, from_index: int = 0, shutdown_after: int | None = None, grace: float = 0
 ) -> list[Frame]:
     replies = store(grace)
-    reply = replies.start(source, "hi", conversation_id="c", message_id="m")
+    reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
     shutdown = anyio.Event()
     frames: list[Frame] = []
     stream = reply_events(
@@ -29,7 +30,7 @@ async def collect(
         frames.append((event.name, event.data, event.retry))
         if shutdown_after is not None and len(frames) == shutdown_after:
             shutdown.set()
-    await replies.close()
+    await replies.close(0)
     return frames
 
 
@@ -70,7 +71,7 @@ def test_a_client_leaving_closes_the_source_when_there_is_no_grace() -> None:
 
     async def leave_after_two() -> None:
         replies = store(grace=0)
-        reply = replies.start(source, "hi", conversation_id="c", message_id="m")
+        reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
         stream = reply_events(replies, reply, from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0)
         await anext(stream)
         await anext(stream)
@@ -114,7 +115,7 @@ def test_a_reader_that_takes_nothing_is_dropped_after_the_send_timeout(caplog: p
 
     async def run() -> float:
         replies = store(grace=0)
-        reply = replies.start(source, "hi", conversation_id="c", message_id="m")
+        reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
         stream = reply_events(replies, reply, from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0)
         response = EventStreamResponse(stream, send_timeout=0.2, ping=0)
         never = asyncio.Event()

@@ -1,4 +1,5 @@
 """POST /api/chat/message/stream: one chat reply as Server-Sent Events.
+POST /api/chat/message/{message_id}/stop: end a reply early.
 
 Every check runs before the first stream byte, so a bad request gets a status
 code and a JSON error (see :mod:`app.errors`), never a 200 followed by an
@@ -6,27 +7,24 @@ error event. A request with ``Last-Event-ID`` resumes the reply that id
 belongs to, from the next token, instead of starting a new one.
 """
 
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
-from starlette.requests import HTTPConnection
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from app.auth import Authenticator, Principal, bearer_token, get_authenticator
-from app.config import Settings, get_settings
-from app.conversation import open_reply
+from app.conversation import Refused, open_stream
+from app.deps import PrincipalDep, SettingsDep, SourceDep, StoreDep
 from app.errors import ApiError
 from app.events import heartbeat, sse_event_schema
-from app.replies import NotOwner, ReplyStore, StoreFull
+from app.replies import StoreUnavailable
 from app.schemas import ChatRequest, ErrorBody
-from app.streaming import SHUTDOWN_GRACE_SECONDS, EventStreamResponse, events_for
-from app.token_source import TokenSource
-from app.twin import Twin
+from app.streaming import EventStreamResponse
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def require_json(request: Request) -> None:
@@ -37,43 +35,19 @@ def require_json(request: Request) -> None:
         raise ApiError(415, "unsupported_media_type", "Send the request body as application/json.")
 
 
-def get_token_source(settings: SettingsDep) -> TokenSource:
-    return Twin(
-        tokens=settings.twin_reply_tokens,
-        delay_seconds=settings.twin_token_delay_seconds,
-        test_hooks=settings.twin_test_hooks,
-    )
-
-
-def authenticate(
-    token: Annotated[str, Depends(bearer_token)], authenticator: Annotated[Authenticator, Depends(get_authenticator)]
-) -> Principal:
-    return authenticator.verify(token)
-
-
-NOT_FOUND = "No such conversation."
-
-
-def get_store(request: HTTPConnection) -> ReplyStore:
-    store: ReplyStore = request.app.state.replies
-    return store
-
-
-def _check_length(body: ChatRequest, settings: Settings) -> None:
+def _too_long(limit: int) -> RequestValidationError:
     # The limit is a setting, so it cannot live in the model's Field(); the
     # error has the same shape as pydantic's own.
-    limit = settings.max_message_chars
-    if len(body.message) > limit:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "string_too_long",
-                    "loc": ("body", "message"),
-                    "msg": f"String should have at most {limit} characters",
-                    "input": None,
-                }
-            ]
-        )
+    return RequestValidationError(
+        [
+            {
+                "type": "string_too_long",
+                "loc": ("body", "message"),
+                "msg": f"String should have at most {limit} characters",
+                "input": None,
+            }
+        ]
+    )
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -87,7 +61,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "The message is missing, blank or too long, or a field is invalid."),
         (413, "The body is over 64 KiB (the proxy's limit)."),
         (429, "Too many open streams, or new streams, from this client (the proxy's limits; see Retry-After)."),
-        (503, "Too many replies are being generated; retry later."),
+        (503, "Too many replies are being generated (too_many_streams), or the reply store is full (store_full) or unreachable (store_unavailable); retry later."),
     )
 }
 
@@ -108,45 +82,78 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 )
 async def stream_message(
     body: ChatRequest,
-    principal: Annotated[Principal, Depends(authenticate)],
+    principal: PrincipalDep,
     settings: SettingsDep,
-    source: Annotated[TokenSource, Depends(get_token_source)],
-    store: Annotated[ReplyStore, Depends(get_store)],
+    source: SourceDep,
+    store: StoreDep,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", description="Resume after this event id.", max_length=200)
     ] = None,
 ) -> EventStreamResponse:
-    _check_length(body, settings)
     shutdown = anyio.Event()  # set by sse-starlette when the server begins to stop
     try:
-        reply, from_index = open_reply(
+        stream = await open_stream(
             store,
             source,
-            subject=principal.subject,
+            settings,
+            principal,
             message=body.message,
             conversation_id=body.conversation_id,
             last_event_id=last_event_id,
+            shutdown=shutdown,
         )
-    except NotOwner as exc:
-        # The same answer as for a conversation that does not exist.
-        raise ApiError(404, "conversation_not_found", NOT_FOUND) from exc
-    except StoreFull as exc:
-        raise ApiError(503, "too_many_streams", "Too many replies are being generated. Retry shortly.") from exc
-    stream = events_for(
-        store,
-        reply,
-        from_index=from_index,
-        shutdown=shutdown,
-        retry_ms=settings.client_retry_ms,
-        shutdown_retry_ms=settings.shutdown_retry_ms,
-        expires_in=principal.seconds_left(),
-    )
+    except Refused as exc:
+        if exc.close_code == 1009:
+            raise _too_long(settings.max_message_chars) from exc
+        raise ApiError(exc.status, exc.code, exc.message) from exc
     return EventStreamResponse(
         stream,
         ping=settings.heartbeat_seconds,
         ping_message_factory=heartbeat,
         send_timeout=settings.send_timeout_seconds or None,
         shutdown_event=shutdown,
-        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+        shutdown_grace_period=settings.shutdown_send_seconds,
         split_characters=settings.twin_test_hooks and body.message.startswith("/split"),
     )
+
+
+_MESSAGE_ID = re.compile(r"msg_[0-9a-f]{32}")
+
+
+class StopResult(BaseModel):
+    message_id: str
+    # "stopping": the reply ends with `end` and finish_reason "stopped";
+    # "finished": it had already ended, nothing to stop.
+    status: Literal["stopping", "finished"]
+
+
+@router.post(
+    "/message/{message_id}/stop",
+    response_model=StopResult,
+    status_code=202,
+    responses={
+        200: {"model": StopResult, "description": "The reply had already ended."},
+        **{status: _ERRORS[status] for status in (401, 403, 404, 503)},
+    },
+)
+async def stop_message(
+    message_id: Annotated[str, Path(description="The start event's message_id.")],
+    principal: PrincipalDep,
+    store: StoreDep,
+) -> Any:
+    """Stop generating a reply, on whichever process generates it. Only its
+    owner may; for anyone else, as for an unknown id, the answer is 404."""
+    not_found = ApiError(404, "message_not_found", "No such message.")
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise not_found
+    try:
+        reply = await store.open(message_id)
+        if reply is None or reply.subject != principal.subject:
+            raise not_found
+        with store.attach(reply):
+            if reply.done:
+                return JSONResponse(StopResult(message_id=message_id, status="finished").model_dump(), status_code=200)
+            await store.stop(reply)
+    except StoreUnavailable as exc:
+        raise ApiError(503, "store_unavailable", "The reply store is unavailable. Retry shortly.") from exc
+    return StopResult(message_id=message_id, status="stopping")

@@ -10,7 +10,7 @@ before any event, with a code and a reason:
     1008  validation_error   a field is missing or invalid (the reason says which)
     1009  message_too_long   longer than CHAT_MAX_MESSAGE_CHARS
                              (frames over 64 KiB are refused by the server itself)
-    1013  too_many_streams   no new reply can start now
+    1013  too_many_streams, store_full, store_unavailable   no new reply can start now
     1008  conversation_not_found   the conversation is another subject's
 
 The token comes as a subprotocol, ``bearer.<token>``, beside ``chat.v1``
@@ -36,14 +36,10 @@ from pydantic import Field, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.auth import WEBSOCKET_PROTOCOL, Authenticator, get_authenticator, websocket_token
-from app.config import Settings, get_settings
-from app.conversation import open_reply
+from app.conversation import Refused, open_stream
+from app.deps import SettingsDep, SourceDep, StoreDep
 from app.errors import ApiError
-from app.replies import NotOwner, ReplyStore, StoreFull
-from app.routes.chat import get_store, get_token_source
 from app.schemas import ChatRequest
-from app.streaming import events_for
-from app.token_source import TokenSource
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 
@@ -69,9 +65,9 @@ async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
 @router.websocket("/message/ws")
 async def chat_over_websocket(
     websocket: WebSocket,
-    settings: Annotated[Settings, Depends(get_settings)],
-    source: Annotated[TokenSource, Depends(get_token_source)],
-    store: Annotated[ReplyStore, Depends(get_store)],
+    settings: SettingsDep,
+    source: SourceDep,
+    store: StoreDep,
     authenticator: Annotated[Authenticator, Depends(get_authenticator)],
 ) -> None:
     token = websocket_token(websocket)
@@ -95,31 +91,19 @@ async def chat_over_websocket(
     except ValidationError as exc:
         fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return await _refuse(websocket, 1008, f"validation_error: {fields}")
-    if len(request.message) > settings.max_message_chars:
-        return await _refuse(websocket, 1009, f"message_too_long: at most {settings.max_message_chars} characters")
     try:
-        reply, from_index = open_reply(
+        events = await open_stream(
             store,
             source,
-            subject=principal.subject,
+            settings,
+            principal,
             message=request.message,
             conversation_id=request.conversation_id,
             last_event_id=request.last_event_id,
+            shutdown=anyio.Event(),  # on shutdown the server closes WebSockets itself (1012)
         )
-    except NotOwner:
-        return await _refuse(websocket, 1008, "conversation_not_found")
-    except StoreFull:
-        return await _refuse(websocket, 1013, "too_many_streams: retry shortly")
-
-    events = events_for(
-        store,
-        reply,
-        from_index=from_index,
-        shutdown=anyio.Event(),  # on shutdown the server closes WebSockets itself (1012)
-        retry_ms=settings.client_retry_ms,
-        shutdown_retry_ms=settings.shutdown_retry_ms,
-        expires_in=principal.seconds_left(),
-    )
+    except Refused as exc:
+        return await _refuse(websocket, exc.close_code, f"{exc.code}: {exc.message}")
     async with anyio.create_task_group() as tasks:
 
         async def stop_when_the_client_leaves() -> None:
