@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # ---------------------------------------------------------------------------
-# Build the two base images from Debian packages, for hosts with no container
+# Build the three base images from Debian packages, for hosts with no container
 # registry (air-gapped CI, a mirror-only network).
 #
 # Why: the Dockerfiles take their base image from a build argument
-# (PYTHON_IMAGE, NGINX_IMAGE) whose default is the official image. Where
+# (PYTHON_IMAGE, NGINX_IMAGE, VALKEY_IMAGE) whose default is the official image. Where
 # `docker pull` cannot reach a registry, this script makes equivalent
 # minimal images with debootstrap from a Debian mirror and `docker import`.
 #
 # Usage: scripts/build-base-images.sh            # builds what is missing
-#        FORCE=1 scripts/build-base-images.sh    # rebuilds both
-# Then:  export PYTHON_IMAGE=local/python-base:trixie NGINX_IMAGE=local/nginx-base:trixie
+#        FORCE=1 scripts/build-base-images.sh    # rebuilds all three
+# Then:  export PYTHON_IMAGE=local/python-base:trixie NGINX_IMAGE=local/nginx-base:trixie \
+#               VALKEY_IMAGE=local/valkey-base:trixie
 # ---------------------------------------------------------------------------
 set -o errexit -o nounset -o pipefail
 
@@ -18,6 +19,7 @@ SUITE="${SUITE:-trixie}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PYTHON_IMAGE="${PYTHON_IMAGE:-local/python-base:${SUITE}}"
 NGINX_IMAGE="${NGINX_IMAGE:-local/nginx-base:${SUITE}}"
+VALKEY_IMAGE="${VALKEY_IMAGE:-local/valkey-base:${SUITE}}"
 FORCE="${FORCE:-0}"
 
 if ! command -v debootstrap >/dev/null 2>&1; then
@@ -52,5 +54,9 @@ build_image "${PYTHON_IMAGE}" "python3,python3-venv,ca-certificates" &
 python_pid=$!
 build_image "${NGINX_IMAGE}" "nginx-light,ca-certificates,curl" &
 nginx_pid=$!
+# Valkey 8.1 (trixie), the same minor version as the official default.
+build_image "${VALKEY_IMAGE}" "valkey-server,valkey-tools" &
+valkey_pid=$!
 wait "${python_pid}"
 wait "${nginx_pid}"
+wait "${valkey_pid}"

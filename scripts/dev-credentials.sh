@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # ---------------------------------------------------------------------------
-# Write a random development CHAT_AUTH_SECRET to .env (read by compose),
-# unless one is set already. `make up` runs it; .env is never committed.
-# Production: set CHAT_AUTH_JWKS_URL (your identity provider) or a secret of
-# your own, not this one.
+# Write a random development CHAT_AUTH_SECRET and CHAT_VALKEY_PASSWORD to
+# .env (read by compose), each unless it is set already. `make up` runs it;
+# .env is never committed. Production: set CHAT_AUTH_JWKS_URL (your identity
+# provider) or a secret of your own, and a Valkey password of your own.
 # ---------------------------------------------------------------------------
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -n "${CHAT_AUTH_SECRET:-}" ]] || grep -qs '^CHAT_AUTH_SECRET=' .env; then
-  exit 0
-fi
-printf 'CHAT_AUTH_SECRET=%s\n' "$(python3 -c 'import secrets; print(secrets.token_hex(32))')" >> .env
-echo "wrote a development CHAT_AUTH_SECRET to .env"
+for name in CHAT_AUTH_SECRET CHAT_VALKEY_PASSWORD; do
+  if [[ -n "${!name:-}" ]] || grep -qs "^${name}=" .env; then
+    continue
+  fi
+  printf '%s=%s\n' "${name}" "$(python3 -c 'import secrets; print(secrets.token_hex(32))')" >> .env
+  echo "wrote a development ${name} to .env"
+done

@@ -32,6 +32,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         env.setenv("TLS_CERT_DIR", str(tls))
         secret = secrets.token_hex(32)
         env.setenv("CHAT_AUTH_SECRET", secret)
+        valkey_password = secrets.token_hex(32)
+        env.setenv("CHAT_VALKEY_PASSWORD", valkey_password)
         compose = DockerCompose(context=ROOT, compose_file_name=COMPOSE_FILES, build=True, wait=True)
         try:
             compose.start()
@@ -43,7 +45,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             pytest.fail(f"the stack did not start:\n{exc.stderr.decode(errors='replace')}\n{logs}")
         try:
             token = mint(Settings(auth_secret=SecretStr(secret), reply_store="memory"), "tester", ttl=3 * 3600)
-            yield Stack(compose, secret, token, tls / "tls.crt")
+            yield Stack(compose, secret, token, tls / "tls.crt", valkey_password)
         finally:
             if request.session.testsfailed:
                 print(f"\n----- compose logs (tests failed) -----\n{_logs(compose)}")

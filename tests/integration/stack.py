@@ -41,6 +41,7 @@ class Stack:
     secret: str  # CHAT_AUTH_SECRET of this stack
     token: str  # a bearer token with the chat:stream scope, subject "tester"
     tls_certificate: Path  # the self-signed certificate the proxies serve on 8443
+    valkey_password: str  # CHAT_VALKEY_PASSWORD of this stack
     # Published proxy addresses, looked up once: each lookup runs `docker compose ps`.
     _origins: dict[tuple[str, int], str] = field(default_factory=dict)
 
@@ -77,22 +78,38 @@ class Stack:
         command = [*self.compose.compose_command_property, *args]
         return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
 
-    def _probe(self, what: str) -> str:
-        stdout, stderr, code = self.compose.exec_in_container(["python3", "-c", _PROBE, what], service_name="api")
-        assert code == 0, stderr
-        return stdout
+    def valkey_address(self) -> str:
+        """host:port of the stack's Valkey, published on loopback by compose.test.yaml."""
+        return f"127.0.0.1:{self.compose.get_service_port('valkey', 6379)}"
+
+    def api_containers(self) -> list[str]:
+        """The ids of the API's running replicas."""
+        return self.compose_run("ps", "--quiet", "api").stdout.split()
+
+    def _probe(self, what: str) -> list[str]:
+        """The probe's output from every running API replica."""
+        outputs = []
+        for container in self.api_containers():
+            done = subprocess.run(
+                ["docker", "exec", container, "python3", "-c", _PROBE, what], capture_output=True, text=True
+            )
+            assert done.returncode == 0, done.stderr
+            outputs.append(done.stdout)
+        return outputs
 
     def metric(self, name: str) -> float:
-        """The value of an unlabelled metric, or the sum over its labels."""
+        """The value of an unlabelled metric, or the sum over its labels, over every replica."""
         values = [
             float(line.rsplit(" ", 1)[1])
-            for line in self._probe("metrics").splitlines()
+            for output in self._probe("metrics")
+            for line in output.splitlines()
             if line.startswith(name) and not line.startswith("#")
         ]
         return sum(values)
 
     def worker_rss_kb(self) -> int:
-        return sum(int(line) for line in self._probe("rss").split())
+        """The API workers' resident memory, summed over every replica."""
+        return sum(int(line) for output in self._probe("rss") for line in output.split())
 
     def wait_for_metric(self, name: str, value: float, timeout: float) -> float:
         """Seconds until the metric reads ``value``; fails after ``timeout``."""

@@ -141,7 +141,7 @@ class ReplyStore(ABC):
 
     # ---- what an implementation provides ------------------------------------
 
-    async def begin(self) -> None:
+    async def begin(self) -> None:  # noqa: B027  (optional: most stores have nothing to start)
         """Start background work (connections, timers)."""
 
     @abstractmethod

@@ -46,6 +46,7 @@ stop channel.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -176,7 +177,9 @@ class ValkeyReplyStore(ReplyStore):
         # Lease renewal, followers' marks and producer checks run this often.
         self._tick = min(1.0, producer_lease / 3)
         options: dict[str, Any] = {"password": password, "decode_responses": True, "socket_connect_timeout": 1.0}
-        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=2, socket_timeout=2, **options)
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=2, socket_timeout=2, **options
+        )
         self._redis = Redis.from_pool(pool)  # closes the pool with the client
         # The blocking reader's own connection; its socket timeout must exceed the block time.
         self._reader = Redis.from_url(url, socket_timeout=READ_BLOCK_MS / 1000 + 2, **options)
@@ -210,10 +213,8 @@ class ValkeyReplyStore(ReplyStore):
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        try:
+        with contextlib.suppress(RedisError):
             await self._redis.delete(_lease_key(self.process))
-        except RedisError:
-            pass
         await self._redis.aclose()
         await self._reader.aclose()
 
@@ -227,7 +228,8 @@ class ValkeyReplyStore(ReplyStore):
 
     async def _create(self, *, subject: str, conversation_id: str, message_id: str) -> Reply:
         keys = [_conversation_key(conversation_id), _meta_key(message_id)]
-        args = [subject, self._conversation_ttl_ms, conversation_id, self.process, int(GENERATING_TTL * 1000)]
+        ttl = int(GENERATING_TTL * 1000)
+        args: list[str | int | float] = [subject, self._conversation_ttl_ms, conversation_id, self.process, ttl]
         try:
             result = await self._create_script(keys=keys, args=[*args, CREATE_MEMORY_FRACTION])
         except UNREACHABLE as exc:
@@ -362,8 +364,9 @@ class ValkeyReplyStore(ReplyStore):
                 await self._new_follower.wait()
                 continue
             try:
-                streams = {_log_key(m): last for m, last in self._following.items()}
-                result = await self._reader.xread(streams, count=1024, block=READ_BLOCK_MS)
+                streams: dict[Any, Any] = {_log_key(m): last for m, last in self._following.items()}
+                # RESP2 (the default protocol): [(key, [(entry id, fields)...])...]
+                result: Any = await self._reader.xread(streams, count=1024, block=READ_BLOCK_MS)
                 for key, entries in result or []:
                     reply = self._replies.get(key.removeprefix("chat:reply:").removesuffix(":log"))
                     for entry_id, fields in entries:
@@ -392,7 +395,7 @@ class ValkeyReplyStore(ReplyStore):
         for reply in mirrors:
             if not alive[reply.producer]:
                 keys = [_meta_key(reply.message_id), _log_key(reply.message_id)]
-                args = [resume_ttl, "", "error", INTERRUPTED.code, INTERRUPTED.message, reply.producer]
+                args: list[str | int] = [resume_ttl, "", "error", INTERRUPTED.code, INTERRUPTED.message, reply.producer]
                 if await self._finish_script(keys, args) == 0 and not await self._redis.exists(keys[0]):
                     reply.finish(INTERRUPTED, self._clock())  # its keys are gone
                     self._following.pop(reply.message_id, None)
@@ -424,10 +427,8 @@ class ValkeyReplyStore(ReplyStore):
             task.add_done_callback(self._checks.discard)
 
     async def _mark_watched(self, reply: Reply, seconds: float) -> None:
-        try:
+        with contextlib.suppress(RedisError):
             await self._redis.set(_watch_key(reply.message_id), "1", px=max(1, int(seconds * 1000)))
-        except RedisError:
-            pass
 
     async def _watched_elsewhere(self, reply: Reply) -> float:
         milliseconds = await self._redis.pttl(_watch_key(reply.message_id))
@@ -459,7 +460,9 @@ class ValkeyReplyStore(ReplyStore):
                 await self._renew_lease()
             except UNREACHABLE:
                 if self._tasks:
-                    logger.warning("the reply store is unreachable: %d replies end with store_unavailable", len(self._tasks))
+                    logger.warning(
+                        "the reply store is unreachable: %d replies end with store_unavailable", len(self._tasks)
+                    )
                 self.fail_generating(STORE_UNAVAILABLE)
                 self._fail_mirrors(STORE_UNAVAILABLE)
             except Exception:
@@ -485,10 +488,10 @@ class ValkeyReplyStore(ReplyStore):
                         await self.stop(reply)
             except UNREACHABLE:
                 if pubsub is not None:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 pubsub = None
                 await asyncio.sleep(self._tick)
             except asyncio.CancelledError:
                 if pubsub is not None:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise

@@ -50,6 +50,8 @@ def _too_long(limit: int) -> RequestValidationError:
     )
 
 
+_UNAVAILABLE = """Too many replies are being generated (too_many_streams), or the reply
+store is full (store_full) or unreachable (store_unavailable); retry later."""
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
@@ -61,7 +63,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "The message is missing, blank or too long, or a field is invalid."),
         (413, "The body is over 64 KiB (the proxy's limit)."),
         (429, "Too many open streams, or new streams, from this client (the proxy's limits; see Retry-After)."),
-        (503, "Too many replies are being generated (too_many_streams), or the reply store is full (store_full) or unreachable (store_unavailable); retry later."),
+        (503, _UNAVAILABLE),
     )
 }
 
