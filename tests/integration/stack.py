@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 import requests
 from testcontainers.compose import DockerCompose
 from websockets.typing import Subprotocol
@@ -81,6 +82,15 @@ class Stack:
     def valkey_address(self) -> str:
         """host:port of the stack's Valkey, published on loopback by compose.test.yaml."""
         return f"127.0.0.1:{self.compose.get_service_port('valkey', 6379)}"
+
+    def reply_keys(self) -> int:
+        """Keys of replies and conversations in the API's database (leases of
+        live processes, ``chat:proc:*``, are not counted)."""
+        client = redis.Redis.from_url(f"redis://{self.valkey_address()}/0", password=self.valkey_password)
+        try:
+            return sum(1 for key in client.scan_iter("chat:*", count=1000) if not key.startswith(b"chat:proc:"))
+        finally:
+            client.close()
 
     def api_containers(self) -> list[str]:
         """The ids of the API's running replicas."""

@@ -124,3 +124,44 @@ def test_screenshot_of_a_conversation(stack: Stack, page: Page) -> None:
     path = ARTIFACTS / "browser-conversation.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
+
+
+def test_stop_ends_the_reply_and_send_waits_for_it(stack: Stack, page: Page) -> None:
+    page.goto(stack.page_url(path="/"))
+    page.fill("#message", "/pace 100 200")  # 20 s unless stopped
+    page.click("#send")
+    expect(page.locator("#stop")).to_be_visible()
+    expect(page.locator("#send")).to_be_disabled()
+    expect(page.locator(".assistant").last).to_contain_text("Hello", timeout=10_000)
+    page.click("#stop")
+    expect(page.locator("#state")).to_have_text("stopped", timeout=10_000)
+    expect(page.locator("#stop")).to_be_hidden()
+    expect(page.locator("#send")).to_be_enabled()
+    state: dict[str, Any] = page.evaluate("window.chat")
+    assert state["finishReason"] == "stopped" and 0 < len(state["timeline"]) < 200
+
+
+def test_the_page_finishes_a_reply_through_a_restart_of_the_replica_making_it(stack: Stack, page: Page) -> None:
+    import subprocess
+
+    import redis
+
+    page.goto(stack.page_url(path="/"))
+    page.fill("#message", "/pace 50 120")  # 6 s
+    page.click("#send")
+    expect(page.locator(".assistant").last).to_contain_text("Hello", timeout=10_000)
+    message_id = page.evaluate("window.chat.messageId")
+    client = redis.Redis.from_url(
+        f"redis://{stack.valkey_address()}/0", password=stack.valkey_password, decode_responses=True
+    )
+    producer = str(client.hget(f"chat:reply:{message_id}", "producer"))
+    client.close()
+    (container,) = [c for c in stack.api_containers() if producer.startswith(c[:12])]
+    subprocess.run(["docker", "restart", "--time", "30", container], check=True, capture_output=True)
+
+    expect(page.locator("#state")).to_have_text(re.compile("^(done|failed)$"), timeout=30_000)
+    assert page.locator("#state").inner_text() == "done"
+    assert page.locator(".assistant").last.inner_text() == "".join(reply_tokens(120))
+    notices = page.locator(".notice").all_inner_texts()
+    assert any("resuming" in notice for notice in notices), notices  # it did reconnect
+    stack.wait_until_serving()

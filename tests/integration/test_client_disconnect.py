@@ -65,3 +65,13 @@ def test_a_thousand_abandoned_streams_leak_nothing(stack: Stack) -> None:
     after = stack.worker_rss_kb()
     print(f"\n1000 open-then-abort cycles in {elapsed:.1f} s; worker RSS {before} KB -> {after} KB")
     assert after <= before * 1.10, (before, after)
+
+    # Every reply and conversation key expires: resume TTL 5 s after the
+    # abandoned reply ended, the owner 15 s after its message (compose.test.yaml).
+    written = stack.reply_keys()
+    started = time.perf_counter()
+    while (left := stack.reply_keys()) > 0:
+        assert time.perf_counter() - started < 30, f"{left} keys left"
+        time.sleep(0.5)
+    print(f"Valkey: {written} reply keys after the soak, 0 after {time.perf_counter() - started:.1f} s")
+    assert written >= 1000  # each abandoned reply: an owner, a meta hash and a log

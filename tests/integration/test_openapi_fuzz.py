@@ -37,7 +37,8 @@ def test_the_api_survives_a_schemathesis_run(stack: Stack) -> None:
 
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     report = json.loads(REPORT.read_text())
-    assert report["operations"] == {**report["operations"], "tested": 1, "errored": 0}
+    # Every operation: the stream and Stop.
+    assert report["operations"] == {**report["operations"], "tested": 2, "total": 2, "errored": 0}
     cases = report["test_cases"]
     print(f"schemathesis: {json.dumps(cases)}, seed {report['seed']}, {report['running_time']:.1f} s")
     assert cases["with_failures"] == 0 and cases["errored"] == 0, cases

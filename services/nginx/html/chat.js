@@ -153,6 +153,8 @@ async function send(message) {
   bubble("user", message);
   const reply = bubble("assistant");
   const request = { message, conversation_id: window.chat.conversationId ?? undefined };
+  window.chat.messageId = null;
+  window.chat.finishReason = null;
   const sent = performance.now();
   const seen = new Set();
   let lastEventId = null;
@@ -162,11 +164,16 @@ async function send(message) {
   let reconnects = 0;
   window.chat.timeline = [];
   show("state", "streaming");
+  // One reply at a time: Send waits, Stop ends this one.
+  $("send").disabled = true;
+  $("stop").hidden = false;
+  $("stop").disabled = false;
 
   const onEvent = (name, id, data, retry) => {
     if (retry !== null) retryMs = retry;
     if (name === "start") {
       window.chat.conversationId = data.conversation_id;
+      window.chat.messageId = data.message_id;
     } else if (name === "token") {
       if (seen.has(data.index)) return; // a resumed stream never repeats, but be safe
       seen.add(data.index);
@@ -177,6 +184,7 @@ async function send(message) {
       window.chat.timeline.push({ t: now, index: data.index });
     } else if (name === "end") {
       done = true;
+      window.chat.finishReason = data.finish_reason;
     } else if (name === "error" && data.code !== "server_shutdown") {
       done = true;
       reply.classList.add("error");
@@ -212,8 +220,24 @@ async function send(message) {
       await new Promise((wait) => setTimeout(wait, retryMs));
     }
   }
-  show("state", done && !reply.classList.contains("error") ? "done" : "failed");
+  const stopped = window.chat.finishReason === "stopped";
+  show("state", done && !reply.classList.contains("error") ? (stopped ? "stopped" : "done") : "failed");
+  $("send").disabled = false;
+  $("stop").hidden = true;
 }
+
+// Stop: the server ends the reply on whichever process generates it, and the
+// stream closes with `end` (finish_reason "stopped").
+$("stop").addEventListener("click", async () => {
+  const messageId = window.chat.messageId;
+  if (!messageId) return;
+  $("stop").disabled = true;
+  const response = await fetch(`/api/chat/message/${encodeURIComponent(messageId)}/stop`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  if (!response.ok) bubble("notice", `stop failed: HTTP ${response.status}`);
+});
 
 $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
