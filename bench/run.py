@@ -25,7 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # Its own project on a free port: a stack started by `make up` keeps running.
 COMPOSE = ["docker", "compose", "--project-name", "chat-stream-bench", "-f", "compose.yaml",
            "-f", "bench/compose.bench.yaml"]  # fmt: skip
-ENV = {**os.environ, "HTTP_PORT": "0", "HTTPS_PORT": "0", "CHAT_AUTH_SECRET": secrets.token_hex(32)}
+# One API replica: the memory and metrics readings below read one container.
+ENV = {
+    **os.environ,
+    "HTTP_PORT": "0",
+    "HTTPS_PORT": "0",
+    "CHAT_AUTH_SECRET": secrets.token_hex(32),
+    "CHAT_VALKEY_PASSWORD": secrets.token_hex(32),
+    "API_REPLICAS": "1",
+}
 # The load client's bearer token, minted once by the API itself (app/tokens.py).
 TOKEN: list[str] = []
 

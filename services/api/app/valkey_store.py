@@ -54,6 +54,8 @@ from typing import Any, ClassVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -176,7 +178,16 @@ class ValkeyReplyStore(ReplyStore):
         self._lease_ms = int(producer_lease * 1000)
         # Lease renewal, followers' marks and producer checks run this often.
         self._tick = min(1.0, producer_lease / 3)
-        options: dict[str, Any] = {"password": password, "decode_responses": True, "socket_connect_timeout": 1.0}
+        # One immediate retry: a pooled connection that died with a Valkey
+        # restart is replaced at once, while a store that is down fails fast
+        # (redis-py's default backs off for seconds, and meanwhile replies
+        # would go on without their store).
+        options: dict[str, Any] = {
+            "password": password,
+            "decode_responses": True,
+            "socket_connect_timeout": 1.0,
+            "retry": Retry(NoBackoff(), 1),
+        }
         pool = BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=2, socket_timeout=2, **options
         )
@@ -218,11 +229,18 @@ class ValkeyReplyStore(ReplyStore):
         await self._redis.aclose()
         await self._reader.aclose()
 
-    async def _flush(self) -> None:
-        while self._pending_tokens or self._pending_ends or not self._writer_idle.is_set():
-            self._wake_writer.set()
-            await self._writer_idle.wait()
-            await asyncio.sleep(0)
+    async def _flush(self, timeout: float = 5.0) -> None:
+        """Wait until every pending write is sent (or failed), for at most ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._pending_tokens or self._pending_ends or not self._writer_idle.is_set():
+                    self._wake_writer.set()
+                    await self._writer_idle.wait()
+                    await asyncio.sleep(0)
+        except TimeoutError:
+            logger.warning(
+                "writes still pending after %.0f s at shutdown: replies may end without their close", timeout
+            )
 
     # ---- creating and finding replies -----------------------------------------
 
