@@ -25,20 +25,27 @@ ROOT = Path(__file__).resolve().parents[1]
 # Its own project on a free port: a stack started by `make up` keeps running.
 COMPOSE = ["docker", "compose", "--project-name", "chat-stream-bench", "-f", "compose.yaml",
            "-f", "bench/compose.bench.yaml"]  # fmt: skip
-# One API replica: the memory and metrics readings below read one container.
 ENV = {
     **os.environ,
     "HTTP_PORT": "0",
     "HTTPS_PORT": "0",
     "CHAT_AUTH_SECRET": secrets.token_hex(32),
     "CHAT_VALKEY_PASSWORD": secrets.token_hex(32),
-    "API_REPLICAS": "1",
 }
 # The load client's bearer token, minted once by the API itself (app/tokens.py).
 TOKEN: list[str] = []
 
 
-NGINX, API, GRANIAN = "http://nginx:8080", "http://api:8000", "http://api-granian:8000"
+# The proxy's cost and the server's limits are measured on one process with
+# replies in its memory (proxy-memory, api-memory), reached through nginx and
+# directly; the two deployments are compared in the "stores" section.
+NGINX, API, GRANIAN = "http://proxy-memory:8080", "http://api-memory:8000", "http://api-granian:8000"
+ONE_PROCESS = {"proxy": "proxy-memory", "api": "api-memory"}
+# name: (proxy URL, services whose memory counts, the proxy's and API's service names)
+DEPLOYMENTS: dict[str, tuple[str, list[str], dict[str, str]]] = {
+    "memory store, 1 process": (NGINX, ["proxy-memory", "api-memory"], ONE_PROCESS),
+    "Valkey store, 2 replicas": ("http://nginx:8080", ["nginx", "api", "valkey"], {"proxy": "nginx", "api": "api"}),
+}
 
 SIZES: dict[str, dict[str, Any]] = {
     "quick": {"pairs": 50, "background": 1000, "probes": 100, "hold": [1000, 2000], "hold_seconds": 10,
@@ -92,13 +99,16 @@ def loadgen(*args: str, on_holding: Any = None) -> dict[str, Any]:
 
 
 def memory_mib(service: str) -> float:
-    container = compose("ps", "-q", service).stdout.strip()
-    usage = subprocess.run(
-        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
-        capture_output=True, text=True, check=True,
-    ).stdout.split("/")[0].strip()  # fmt: skip
-    number, unit = float(usage[:-3]), usage[-3:]
-    return number * {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}[unit]
+    """Of every container (replica) of the service."""
+    total = 0.0
+    for container in compose("ps", "-q", service).stdout.split():
+        usage = subprocess.run(
+            ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
+            capture_output=True, text=True, check=True,
+        ).stdout.split("/")[0].strip()  # fmt: skip
+        number, unit = float(usage[:-3]), usage[-3:]
+        total += number * {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}[unit]
+    return total
 
 
 def kernel_tcp_mib() -> float:
@@ -109,15 +119,21 @@ def kernel_tcp_mib() -> float:
     return 0.0
 
 
-def api_metrics() -> dict[str, float]:
+def api_metrics(service: str = "api-memory") -> dict[str, float]:
+    """The API's metrics, summed over its replicas."""
     script = "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())"
-    text = compose("exec", "-T", "api", "python3", "-c", script).stdout
     values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
+    for container in compose("ps", "-q", service).stdout.split():
+        text = subprocess.run(["docker", "exec", container, "python3", "-c", script], capture_output=True, text=True)
+        for line in text.stdout.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = values.get(name, 0.0) + float(value)
     return values
+
+
+def round_trips(service: str) -> float:
+    return sum(v for k, v in api_metrics(service).items() if k.startswith("chat_store_round_trips_total"))
 
 
 def machine() -> dict[str, Any]:
@@ -137,17 +153,26 @@ def machine() -> dict[str, Any]:
     }
 
 
-def held_memory(base: str, streams: int, seconds: float) -> dict[str, Any]:
+def held_memory(
+    base: str, streams: int, seconds: float, services: dict[str, str] = ONE_PROCESS, store: str | None = None
+) -> dict[str, Any]:
+    """Streams held through ``base``; memory of the proxy, the API (every
+    replica), the store (when there is one) and the kernel, per stream."""
     # Fresh processes: Python's allocator and nginx's pools keep their
     # high-water mark, which would hide what the next streams cost.
-    compose("restart", "api", "nginx")
-    compose("up", "--detach", "--wait", "api", "nginx")
-    before = {"nginx": memory_mib("nginx"), "api": memory_mib("api"), "kernel": kernel_tcp_mib()}
+    compose("restart", services["api"], services["proxy"])
+    compose("up", "--detach", "--wait", services["api"], services["proxy"])
+    readers = {"nginx": services["proxy"], "api": services["api"], **({"valkey": store} if store else {})}
+
+    def reading() -> dict[str, float]:
+        return {**{key: memory_mib(service) for key, service in readers.items()}, "kernel": kernel_tcp_mib()}
+
+    before = reading()
     during: dict[str, float] = {}
 
     def on_holding(_: int) -> None:
         time.sleep(2)  # let allocations settle
-        during.update(nginx=memory_mib("nginx"), api=memory_mib("api"), kernel=kernel_tcp_mib())
+        during.update(reading())
 
     result = loadgen(
         "hold", "--base", base, "--streams", str(streams), "--seconds", str(seconds), on_holding=on_holding
@@ -187,18 +212,42 @@ def run(mode: str) -> dict[str, Any]:
         for name, base in (("nginx", NGINX), ("direct", API), ("direct_granian", GRANIAN))
     }  # fmt: skip
     print("leaks after abrupt disconnects ...", flush=True)
-    baseline = {"api_mib": memory_mib("api"), "nginx_mib": memory_mib("nginx")}
+    baseline = {"api_mib": memory_mib("api-memory"), "nginx_mib": memory_mib("proxy-memory")}
     churn = loadgen("churn", "--base", NGINX, "--cycles", str(size["churn"]))
     time.sleep(3)
     metrics = api_metrics()
     churn.update(
         baseline=baseline,
-        after={"api_mib": memory_mib("api"), "nginx_mib": memory_mib("nginx")},
+        after={"api_mib": memory_mib("api-memory"), "nginx_mib": memory_mib("proxy-memory")},
         active_streams=metrics.get("chat_active_streams", -1),
         running_generations=metrics.get("chat_running_generations", -1),
     )
     results["churn"] = churn
+    results["stores"] = {name: store_figures(name, size) for name in DEPLOYMENTS}
     return results
+
+
+def store_figures(name: str, size: dict[str, Any]) -> dict[str, Any]:
+    """One deployment, through its own nginx: events/s and the store's round
+    trips per token, TTFT with streams open, streams held and memory per stream."""
+    base, _, services = DEPLOYMENTS[name]
+    store = "valkey" if services["api"] == "api" else None
+    print(f"deployment: {name} ...", flush=True)
+    trips = round_trips(services["api"])
+    throughput = loadgen("throughput", "--base", base, "--streams", str(size["throughput"]),
+                         "--tokens", str(size["throughput_tokens"]))  # fmt: skip
+    trips = round_trips(services["api"]) - trips
+    ttft = loadgen("ttft", "--base", base, "--background", str(size["background"]), "--probes", str(size["probes"]))
+    held = held_memory(base, size["hold"][0], size["hold_seconds"], services, store)
+    return {
+        "events_per_second": throughput["events_per_second"],
+        "round_trips_per_token": trips / max(throughput["events_delivered"], 1),
+        "ttft_ms": ttft["ttft_ms"],
+        "background_open": ttft["background_open"],
+        "held": held["all_events_delivered"],
+        "held_requested": held["requested"],
+        "kb_per_stream": held["kb_per_stream"],
+    }
 
 
 def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -260,6 +309,22 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in verdicts(r)]
+    lines += [
+        "",
+        "Deployments side by side, each through its own nginx (the rows above measure the first one):",
+        "",
+        "| deployment | events/s | TTFT p50 / p99, streams open | streams held, every event | memory per stream "
+        "(proxy + API + store + kernel) | store round trips per token |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, d in r["stores"].items():
+        kb = d["kb_per_stream"]
+        parts = " + ".join(f"{kb[key]:.1f}" for key in ("nginx", "api", "valkey", "kernel") if key in kb)
+        lines.append(
+            f"| {name} | {d['events_per_second']:,.0f} | {d['ttft_ms']['p50']:.1f} / {d['ttft_ms']['p99']:.1f} ms,"
+            f" {d['background_open']} | {d['held']} of {d['held_requested']} | {sum(kb.values()):.1f} KB ({parts}) |"
+            f" {d['round_trips_per_token']:.3f} |"
+        )
     cpu = [t["client_cpu_seconds"] for t in r["throughput"].values()]
     lines += [
         "",

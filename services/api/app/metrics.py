@@ -14,6 +14,9 @@ RUNNING_GENERATIONS = Gauge(
     "chat_running_generations", "Replies whose token source is running.", multiprocess_mode="livesum"
 )
 STREAMS_ENDED = Counter("chat_streams_ended", "Event-stream connections by how they ended.", ["outcome"])
+# The shared store's cost: one per request sent to Valkey (a pipeline of many
+# commands is one), by what it was for: create, load, write, read, lease, stop.
+STORE_ROUND_TRIPS = Counter("chat_store_round_trips", "Round trips to the reply store, by operation.", ["operation"])
 
 
 def render(multiprocess_dir: str | None) -> tuple[bytes, str]:

@@ -60,6 +60,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app import metrics
 from app.replies import (
     INTERRUPTED,
     STORE_FULL,
@@ -248,6 +249,7 @@ class ValkeyReplyStore(ReplyStore):
         keys = [_conversation_key(conversation_id), _meta_key(message_id)]
         ttl = int(GENERATING_TTL * 1000)
         args: list[str | int | float] = [subject, self._conversation_ttl_ms, conversation_id, self.process, ttl]
+        metrics.STORE_ROUND_TRIPS.labels("create").inc()
         try:
             result = await self._create_script(keys=keys, args=[*args, CREATE_MEMORY_FRACTION])
         except UNREACHABLE as exc:
@@ -269,6 +271,7 @@ class ValkeyReplyStore(ReplyStore):
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(_meta_key(message_id))
             pipe.xrange(_log_key(message_id))
+            metrics.STORE_ROUND_TRIPS.labels("load").inc()
             try:
                 meta, entries = await pipe.execute()
             except UNREACHABLE as exc:
@@ -351,6 +354,7 @@ class ValkeyReplyStore(ReplyStore):
                 keys = [_meta_key(reply.message_id), _log_key(reply.message_id)]
                 await self._finish_script(keys, [resume_ttl, f"0-{len(reply.tokens) + 1}", *closing, ""], client=pipe)
                 order.append(reply)
+            metrics.STORE_ROUND_TRIPS.labels("write").inc()
             try:
                 results = await pipe.execute(raise_on_error=False)
             except UNREACHABLE:
@@ -383,6 +387,7 @@ class ValkeyReplyStore(ReplyStore):
                 continue
             try:
                 streams: dict[Any, Any] = {_log_key(m): last for m, last in self._following.items()}
+                metrics.STORE_ROUND_TRIPS.labels("read").inc()
                 # RESP2 (the default protocol): [(key, [(entry id, fields)...])...]
                 result: Any = await self._reader.xread(streams, count=1024, block=READ_BLOCK_MS)
                 for key, entries in result or []:
@@ -467,6 +472,7 @@ class ValkeyReplyStore(ReplyStore):
                 for message_id in self._tasks:
                     pipe.pexpire(_meta_key(message_id), int(GENERATING_TTL * 1000))
                     pipe.pexpire(_log_key(message_id), int(GENERATING_TTL * 1000))
+            metrics.STORE_ROUND_TRIPS.labels("lease").inc()
             await pipe.execute()
         if refresh:
             self._last_refresh = time.monotonic()
@@ -487,6 +493,7 @@ class ValkeyReplyStore(ReplyStore):
                 logger.exception("renewing the producer lease failed")
 
     async def _signal_stop(self, reply: Reply) -> None:
+        metrics.STORE_ROUND_TRIPS.labels("stop").inc()
         try:
             await self._redis.publish(_stop_channel(reply.producer), reply.message_id)
         except UNREACHABLE as exc:
