@@ -16,10 +16,11 @@ from typing import Any
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 
 worker_class = "app.worker.ChatUvicornWorker"
-# One async worker holds thousands of streams. Resume (Last-Event-ID) keeps
-# replies in the worker's memory, so a reconnect must reach the same worker:
-# keep one worker per container and scale with containers, or raise this
-# only with a shared reply store (see app/replies.py).
+# One async worker holds thousands of streams and uses one core. Replies live
+# in Valkey (app/valkey_store.py), so any worker of any replica serves a
+# reconnect: scale with workers or with replicas (compose runs two replicas
+# of one worker on the 2-core machines this project is measured on). With
+# CHAT_REPLY_STORE=memory keep one worker and one replica.
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 
 # Not a request timeout: with an async worker this is the worker's heartbeat.
@@ -27,8 +28,10 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 # are never killed by it; only a blocked loop is.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 
-# On SIGTERM a worker gets this long to finish open streams before SIGKILL.
-# Keep it below compose's stop_grace_period so the arbiter, not Docker, ends it.
+# On SIGTERM a worker gets this long to end its streams (server_shutdown) and
+# drain its replies into the store (CHAT_DRAIN_SECONDS, 15 s) before SIGKILL.
+# Keep it above the drain and below compose's stop_grace_period, so the app,
+# not the arbiter or Docker, ends every reply.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 
 # Idle keep-alive of connections from the proxy (uvicorn's timeout_keep_alive).

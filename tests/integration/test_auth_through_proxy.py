@@ -69,6 +69,18 @@ def test_another_subjects_conversation_is_not_found(stack: Stack) -> None:
     )
 
 
+def test_many_new_conversations_never_free_another_subjects_one(stack: Stack) -> None:
+    """The takeover that a bounded owner map allowed: another subject opens
+    enough new conversations to push the owner out, then claims it."""
+    victim = {"message": "/pace 1 1", "conversation_id": f"conv_victim_{time.time_ns()}"}
+    assert post(stack, stack.auth, victim).status_code == 200
+    mallory = {"Authorization": f"Bearer {token_for(stack, sub='mallory')}"}
+    statuses = {post(stack, mallory, {"message": "/pace 1 1"}).status_code for _ in range(31)}
+    assert statuses <= {200, 503}
+    response = post(stack, mallory, victim)
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "conversation_not_found")
+
+
 def test_a_websocket_without_a_token_is_refused(stack: Stack) -> None:
     with pytest.raises(InvalidStatus) as refused:
         connect(stack.ws_url(), subprotocols=[Subprotocol("chat.v1")])

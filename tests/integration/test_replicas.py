@@ -80,6 +80,31 @@ def test_new_streams_spread_over_every_replica(stack: Stack) -> None:
 
 
 @pytest.mark.usefixtures("every_replica_running")
+def test_nginx_follows_a_scale_up_and_down_without_a_restart(stack: Stack) -> None:
+    def serving(attempts: int = 40) -> set[str]:
+        return {
+            requests.post(stack.url(), json={"message": "/pace 1 1"}, headers=stack.auth, timeout=10)
+            .headers["X-Served-By"]
+            .split("-")[0]
+            for _ in range(attempts)
+        }
+
+    before = replicas(stack)
+    stack.compose_run("up", "--detach", "--wait", "--no-recreate", "--scale", "api=3", "api")
+    try:
+        deadline = time.monotonic() + 15  # nginx caches the name for 2 s
+        while len(found := serving()) < 3:
+            assert time.monotonic() < deadline, found
+        assert found == {c[:12] for c in replicas(stack)}
+    finally:
+        stack.compose_run("up", "--detach", "--wait", "--no-recreate", "--scale", f"api={len(before)}", "api")
+    # The removed replica gets no more streams, and no request fails meanwhile.
+    deadline = time.monotonic() + 15
+    while (found := serving(20)) != {c[:12] for c in replicas(stack)}:
+        assert time.monotonic() < deadline, found
+
+
+@pytest.mark.usefixtures("every_replica_running")
 def test_a_rolling_restart_loses_no_token_and_resumes_on_another_process(stack: Stack) -> None:
     started = time.perf_counter()
     results = rolling_restart(stack, stack.url(), "api")
