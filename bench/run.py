@@ -132,6 +132,16 @@ def api_metrics(service: str = "api-memory") -> dict[str, float]:
     return values
 
 
+def store_clients(service: str) -> float:
+    """Connections Valkey has open (every API process's pool, reader and stop channel)."""
+    (container,) = compose("ps", "-q", service).stdout.split()
+    info = subprocess.run(
+        ["docker", "exec", container, "sh", "-c", 'VALKEYCLI_AUTH="$VALKEY_PASSWORD" valkey-cli info clients'],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return float(next(line.split(":")[1] for line in info.splitlines() if line.startswith("connected_clients:")))
+
+
 def round_trips(service: str) -> float:
     return sum(v for k, v in api_metrics(service).items() if k.startswith("chat_store_round_trips_total"))
 
@@ -173,6 +183,8 @@ def held_memory(
     def on_holding(_: int) -> None:
         time.sleep(2)  # let allocations settle
         during.update(reading())
+        if store:
+            during["store_clients"] = store_clients(store)
 
     result = loadgen(
         "hold", "--base", base, "--streams", str(streams), "--seconds", str(seconds), on_holding=on_holding
@@ -181,6 +193,8 @@ def held_memory(
     result["memory_mib_before"] = before
     result["memory_mib_held"] = during
     result["kb_per_stream"] = {key: (during.get(key, 0) - before[key]) * 1024 / opened for key in before}
+    if "store_clients" in during:
+        result["store_clients"] = during.pop("store_clients")
     return result
 
 
@@ -247,6 +261,7 @@ def store_figures(name: str, size: dict[str, Any]) -> dict[str, Any]:
         "held": held["all_events_delivered"],
         "held_requested": held["requested"],
         "kb_per_stream": held["kb_per_stream"],
+        "store_clients": held.get("store_clients"),
     }
 
 
@@ -314,8 +329,8 @@ def markdown(r: dict[str, Any]) -> str:
         "Deployments side by side, each through its own nginx (the rows above measure the first one):",
         "",
         "| deployment | events/s | TTFT p50 / p99, streams open | streams held, every event | memory per stream "
-        "(proxy + API + store + kernel) | store round trips per token |",
-        "|---|---|---|---|---|---|",
+        "(proxy + API + store + kernel) | store round trips per token | store connections while held |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, d in r["stores"].items():
         kb = d["kb_per_stream"]
@@ -323,7 +338,7 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {d['events_per_second']:,.0f} | {d['ttft_ms']['p50']:.1f} / {d['ttft_ms']['p99']:.1f} ms,"
             f" {d['background_open']} | {d['held']} of {d['held_requested']} | {sum(kb.values()):.1f} KB ({parts}) |"
-            f" {d['round_trips_per_token']:.3f} |"
+            f" {d['round_trips_per_token']:.3f} | {d['store_clients'] if d['store_clients'] is not None else '-'} |"
         )
     cpu = [t["client_cpu_seconds"] for t in r["throughput"].values()]
     lines += [
