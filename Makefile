@@ -18,6 +18,7 @@ help: ## Show the targets
 
 .PHONY: up
 up: ## Build and start the stack, wait until healthy, print a demo token and how to try it
+	scripts/base-images.sh
 	scripts/dev-credentials.sh
 	scripts/dev-certificate.sh
 	docker compose up --detach --build --wait

@@ -28,10 +28,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 # are never killed by it; only a blocked loop is.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 
-# On SIGTERM a worker gets this long to end its streams (server_shutdown) and
-# drain its replies into the store (CHAT_DRAIN_SECONDS, 15 s) before SIGKILL.
-# Keep it above the drain and below compose's stop_grace_period, so the app,
-# not the arbiter or Docker, ends every reply.
+# On SIGTERM a worker gets this long before SIGKILL to end its streams
+# (server_shutdown, at most 5 s), drain its replies into the store
+# (CHAT_DRAIN_SECONDS, 12 s) and flush the last writes (2 s). Keep it above
+# their sum and below compose's stop_grace_period, so the app, not the
+# arbiter or Docker, ends every reply.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 
 # Idle keep-alive of connections from the proxy (uvicorn's timeout_keep_alive).

@@ -62,8 +62,10 @@ class Settings(BaseSettings):
     conversation_ttl_seconds: float = Field(default=86_400.0, gt=0)
     # On SIGTERM, replies in flight keep generating into the shared store for
     # up to this long (a client reconnecting elsewhere gets the rest); past
-    # it they end with server_shutdown. Below GUNICORN_GRACEFUL_TIMEOUT.
-    drain_seconds: float = Field(default=15.0, ge=0)
+    # it they end with server_shutdown. The streams' last event
+    # (shutdown_send_seconds), this drain and the final flush (2 s) must
+    # together stay below GUNICORN_GRACEFUL_TIMEOUT: 5 + 12 + 2 < 20 s.
+    drain_seconds: float = Field(default=12.0, ge=0)
     # After SIGTERM, how long a stream may take to send its last event
     # (server_shutdown with retry:) before sse-starlette cancels it.
     shutdown_send_seconds: float = Field(default=5.0, ge=0)

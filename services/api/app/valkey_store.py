@@ -230,7 +230,7 @@ class ValkeyReplyStore(ReplyStore):
         await self._redis.aclose()
         await self._reader.aclose()
 
-    async def _flush(self, timeout: float = 5.0) -> None:
+    async def _flush(self, timeout: float = 2.0) -> None:
         """Wait until every pending write is sent (or failed), for at most ``timeout``."""
         try:
             async with asyncio.timeout(timeout):
