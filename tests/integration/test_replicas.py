@@ -186,11 +186,11 @@ def test_a_valkey_outage_ends_streams_with_an_error_refuses_new_ones_then_heals(
     stack.compose_run("start", "valkey")
     (valkey,) = replicas(stack, "valkey")
     wait_healthy(valkey)
-    healed = time.perf_counter()
+    healed, attempts = time.perf_counter(), 1
     while (back := resuming.follow(stack.url(), PACED, headers=stack.auth, max_connections=1)).closing_code != "end":
         assert time.perf_counter() - healed < 15, back.statuses
-        time.sleep(0.5)
-    print(f"service back {time.perf_counter() - healed:.2f} s after Valkey was healthy, no API restart")
+        attempts += 1
+    print(f"Valkey healthy again: the first new message after it streamed on attempt {attempts}, no API restart")
     assert back.text == EXPECTED
 
 
