@@ -5,7 +5,8 @@
 It sends one chat message, times every event as it arrives, and prints the
 headers that matter, the time to first byte and to first token, the gaps
 between events, the bursts, and a verdict with its likely cause and fix.
-The exit status is 0 only when the reply streamed, so it can gate a
+The exit status is 0 only when the reply streamed, or came in batches that
+add no more than --max-added-delay-ms to any token, so it can gate a
 deployment pipeline; 1 for any other verdict, 2 for bad arguments.
 """
 
@@ -19,7 +20,7 @@ from itertools import pairwise
 from typing import Any
 
 from streamcheck import clients
-from streamcheck.timing import Kind, Measurement, Verdict, bursts, classify
+from streamcheck.timing import MAX_ADDED_DELAY_SECONDS, Kind, Measurement, Verdict, bursts, classify
 
 HEADERS_THAT_MATTER = (
     ":protocol", "content-type", "content-encoding", "transfer-encoding", "cache-control",
@@ -28,6 +29,13 @@ HEADERS_THAT_MATTER = (
 
 FIXES = {
     Kind.STREAMING: "Nothing to fix.",
+    Kind.COALESCED: (
+        "An intermediary passes the stream on as it is made, but a few events per write. Likely causes: Nagle's "
+        "algorithm waiting for a delayed ACK on a hop without TCP_NODELAY (40 ms on Linux, up to 200 ms "
+        "elsewhere; HAProxy: `option http-no-delay`), a proxy's flush interval (Traefik `flushInterval`, Caddy "
+        "`flush_interval -1`), or a minimum write size (a buffer that must fill before a write). Make that hop "
+        "flush every write."
+    ),
     Kind.BUFFERED: (
         "An intermediary holds the response until a buffer fills or the reply ends. nginx: `proxy_buffering off` "
         "in the streaming location only (services/nginx/snippets/streaming.conf), and do not ignore "
@@ -74,7 +82,9 @@ def report(url: str, m: Measurement, verdict: Verdict) -> dict[str, Any]:
         "error": error or m.failure,
         "verdict": verdict.kind.value,
         "reason": verdict.reason,
-        "fix": FIXES[verdict.kind],
+        "fix": FIXES[verdict.kinds[0]],
+        "passed": verdict.passed,
+        "verdicts": [kind.value for kind in verdict.kinds],
     }
 
 
@@ -99,6 +109,13 @@ def text(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0:  # negative, or nan
+        raise argparse.ArgumentTypeError(f"{value} is not a number of zero or more")
+    return number
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streamcheck.probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="the streaming endpoint, e.g. http://localhost:8080/api/chat/message/stream")
@@ -109,6 +126,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cacert", help="trust this certificate (e.g. certs/tls.crt from make up)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds without data before giving up")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--max-added-delay-ms",
+        type=_non_negative,
+        default=MAX_ADDED_DELAY_SECONDS * 1000,
+        help="a reply passed on in batches (coalesced) passes while no token is held longer than this beyond "
+        "the stream's own pacing (default: %(default)g ms, under what a reader notices)",
+    )
+    parser.add_argument(
+        "--heartbeat-seconds",
+        type=_non_negative,
+        help="the API's heartbeat interval (CHAT_HEARTBEAT_SECONDS; 0: off), to judge the silence before a cut",
+    )
     args = parser.parse_args(argv)
 
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
@@ -124,10 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     else:
         m = clients.with_requests(args.url, payload, headers=headers, timeout=args.timeout)
-    verdict = classify(m)
+    verdict = classify(m, max_added_delay=args.max_added_delay_ms / 1000, heartbeat_seconds=args.heartbeat_seconds)
     result = report(args.url, m, verdict)
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else text(result))
-    return 0 if verdict.streaming else 1
+    return 0 if verdict.passed else 1
 
 
 if __name__ == "__main__":
