@@ -46,8 +46,9 @@ def test_bursts_group_reads_closer_than_the_gap() -> None:
         pytest.param(measurement(SPREAD[:3]), Kind.INCONCLUSIVE, id="too-few-events"),
         # A long think, then one token every 50 ms: still streaming.
         pytest.param(measurement([9.0 + 0.05 * i for i in range(20)]), Kind.STREAMING, id="late-first-token"),
-        # Released in 4 KB slices: a burst every few events.
-        pytest.param(measurement([float(i // 5) + 0.0001 * i for i in range(20)]), Kind.BUFFERED, id="bursts-of-five"),
+        # Five small events (500 bytes) a second from the start: passed on progressively, a few at a
+        # time, so coalesced (it was "buffered"); a token held 800 ms fails all the same.
+        pytest.param(measurement([float(i // 5) + 0.0001 * i for i in range(20)]), Kind.COALESCED, id="bursts-of-five"),
     ],
 )
 def test_classify(m: Measurement, kind: Kind) -> None:
@@ -58,3 +59,9 @@ def test_a_failed_request_is_an_error() -> None:
     m = Measurement(failure="ConnectionError: refused")
     verdict = classify(m)
     assert (verdict.kind, verdict.reason) == (Kind.ERROR, "ConnectionError: refused")
+
+
+def test_bursts_of_five_fail_as_coalesced_beyond_the_limit() -> None:
+    verdict = classify(measurement([float(i // 5) + 0.0001 * i for i in range(20)]))
+    assert verdict.batching is not None and verdict.batching.added_delay == pytest.approx(0.8, abs=0.01)
+    assert not verdict.passed
