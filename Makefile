@@ -22,16 +22,26 @@ up: ## Build and start the stack, wait until healthy, print a demo token and how
 	scripts/dev-credentials.sh
 	scripts/dev-certificate.sh
 	docker compose up --detach --build --wait
-	@token="$$(docker compose exec -T api python -m app.tokens --subject demo --ttl 86400)"; \
+	@http="$$(docker compose port nginx 8080 | sed 's/.*://')"; https="$$(docker compose port nginx 8443 | sed 's/.*://')"; \
+	token="$$($(MINT) --subject demo --ttl 86400)"; \
 	echo; \
 	echo "Chat with the twin in a browser (a demo token for 24 h is in the link):"; \
-	echo "  http://localhost:$(HTTP_PORT)/#token=$$token"; \
-	echo "  https://localhost:$(HTTPS_PORT)/#token=$$token   (HTTP/2; self-signed: the browser warns)"; \
+	echo "  http://localhost:$$http/#token=$$token"; \
+	echo "  https://localhost:$$https/#token=$$token   (HTTP/2; self-signed: the browser warns)"; \
 	echo; \
-	echo "Or watch a reply arrive token by token:"; \
-	echo "  curl -N -X POST $(STREAM_URL) -H 'Content-Type: application/json' -H 'Authorization: Bearer '$$token -d '{\"message\": \"Hello, twin\"}'"; \
-	echo "  (over HTTPS: https://localhost:$(HTTPS_PORT)/api/chat/message/stream with --cacert certs/tls.crt)"; \
+	echo "Or watch a reply arrive token by token (make token prints a new token):"; \
+	echo "  curl -N -X POST http://localhost:$$http/api/chat/message/stream -H 'Content-Type: application/json' -H 'Authorization: Bearer '$$token -d '{\"message\": \"Hello, twin\"}'"; \
+	echo "  (over HTTPS: https://localhost:$$https/api/chat/message/stream with --cacert certs/tls.crt)"; \
 	echo
+
+# Mints a token inside a running API container (with the stack's own secret).
+MINT := docker compose exec -T api python -m app.tokens
+
+SUBJECT ?= demo
+TTL ?= 86400
+.PHONY: token
+token: ## Print a bearer token for the running stack: make token [SUBJECT=demo] [TTL=86400]
+	@$(MINT) --subject '$(SUBJECT)' --ttl '$(TTL)'
 
 .PHONY: down
 down: ## Stop and remove the stack
@@ -72,12 +82,21 @@ bench: venv ## Benchmark the stack: MODE=quick (about 3 minutes) or MODE=full; r
 	$(PYTHON) -m pip install --quiet --requirement bench/requirements-host.txt
 	$(PYTHON) -m bench.run --mode $(MODE)
 
+# The probe has an environment of its own with a handful of packages (not the
+# test toolchain), and prints only its report: no command echo, and the
+# token travels in the environment, never on a command line.
+PROBE_VENV := .venv-probe
+$(PROBE_VENV)/.installed: streamcheck/requirements.txt
+	@python3 -m venv $(PROBE_VENV) >&2
+	@$(PROBE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --requirement streamcheck/requirements.txt >&2
+	@touch $@
+
 URL ?= $(STREAM_URL)
 .PHONY: probe
-probe: venv ## Does a reply stream through URL? make probe URL=https://... [TOKEN=...] [ARGS=--http2]
-	$(PYTHON) -m streamcheck.probe $(URL) $(if $(TOKEN),--token $(TOKEN)) $(ARGS)
+probe: $(PROBE_VENV)/.installed ## Does a reply stream through URL? make probe URL=https://... [TOKEN=...] [ARGS=--http2]
+	@PROBE_TOKEN='$(TOKEN)' $(PROBE_VENV)/bin/python -m streamcheck.probe '$(URL)' $(ARGS)
 
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PROBE_VENV) .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

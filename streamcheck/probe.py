@@ -14,6 +14,7 @@ deployment pipeline; 1 for any other verdict, 2 for bad arguments.
 
 import argparse
 import json
+import os
 import ssl
 import statistics
 import sys
@@ -104,12 +105,45 @@ def _cause(cause: Cause, named: list[Intermediary]) -> dict[str, Any]:
     return {"verdict": cause.kind.value, "reason": cause.reason, "fix": FIXES[cause.kind], "products": products}
 
 
+# A failed request's exception text, and the one line a person needs instead.
+_FAILURE_HINTS = (
+    (("Connection refused", "ConnectionRefused"),
+     "nothing answers at that address: is the stack up (make up), and the port right?"),
+    (("Name or service not known", "NameResolution", "getaddrinfo", "nodename nor servname"),
+     "unknown host: check the host name in the URL"),
+    (("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"),
+     "the server's TLS certificate is not trusted: for make up's development certificate pass "
+     "--cacert certs/tls.crt (make probe ... ARGS=\"--cacert certs/tls.crt\")"),
+    (("timed out", "Timeout"), "no answer in time: a firewall, or the wrong port"),
+)  # fmt: skip
+_STATUS_HINTS = {
+    401: "the request needs a bearer token: `make token` prints one for the local stack; "
+    "pass it as make probe TOKEN=... (or --token / PROBE_TOKEN)",
+    403: "the token lacks the chat:stream scope",
+    429: "too many streams from this client: wait a second (Retry-After) and probe again",
+}
+
+
+def _error(m: Measurement) -> Any:
+    """What went wrong, in the server's own words where it said any."""
+    event = next((json.loads(e.data) for e in m.events("error")), None)
+    if event is not None:
+        return event
+    if m.status and m.status != 200:
+        try:
+            return json.loads(m.body)["error"]
+        except (ValueError, KeyError, TypeError):
+            return m.body[:300].decode(errors="replace") or None
+    if m.failure:
+        return next((hint for needles, hint in _FAILURE_HINTS if any(n in m.failure for n in needles)), m.failure)
+    return None
+
+
 def report(url: str, m: Measurement, verdict: Verdict) -> dict[str, Any]:
     """Everything measured, and the verdict: ``verdict``, ``reason`` and ``fix`` as always (``fix`` is
     the first one to apply), ``verdicts`` and ``causes`` for every cause, in the order to fix them."""
     times = m.times("token")
     gaps = [b - a for a, b in pairwise(times)]
-    error = next((json.loads(e.data) for e in m.events("error")), None)
     named = [] if verdict.streaming else identify(m.headers)
     return {
         "url": url,
@@ -125,7 +159,8 @@ def report(url: str, m: Measurement, verdict: Verdict) -> dict[str, Any]:
         "gap_median_seconds": statistics.median(gaps) if gaps else None,
         "gap_max_seconds": max(gaps) if gaps else None,
         "arrivals": [{"seconds": round(a.seconds, 4), "event": a.event.event, "id": a.event.id} for a in m.arrivals],
-        "error": error or m.failure,
+        "error": _error(m),
+        "hint": _STATUS_HINTS.get(m.status),
         "verdict": verdict.kind.value,
         "reason": verdict.reason,
         "fix": FIXES[verdict.kinds[0]],
@@ -194,12 +229,21 @@ def text(r: dict[str, Any]) -> str:
     if r["silence"]:
         lines.append(_silence_line(r["silence"]))
     if r["error"]:
-        lines.append(f"error: {r['error']}")
+        error = r["error"]
+        if isinstance(error, dict) and "code" in error:
+            error = f"{error['code']}: {error.get('message', '')}"
+        lines.append(f"error: {error}")
+    if r.get("hint"):
+        lines.append(f"hint: {r['hint']}")
     lines += [f"intermediary: {i['name']} ({i['evidence']})" for i in r["intermediaries"]]
     lines += _causes_lines(r)
     lines += [f"note: {note}" for note in r["notes"]]
     also = [v for v in r["verdicts"] if v != r["verdict"]]
     more = f"; also: {', '.join(also)} (fix in the order above)" if also else ""
+    if r["verdict"] == Kind.ERROR and r["error"]:
+        # The error line above says what happened, once, in plain words.
+        lines.append("verdict: ERROR (see the error above)")
+        return "\n".join(lines)
     lines += [
         f"verdict: {r['verdict'].upper()} ({r['reason']}){more}",
         f"fix: {r['fix']}",
@@ -217,7 +261,7 @@ def _non_negative(value: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streamcheck.probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="the streaming endpoint, e.g. http://localhost:8080/api/chat/message/stream")
-    parser.add_argument("--token", help="bearer token, sent as Authorization: Bearer ...")
+    parser.add_argument("--token", help="bearer token, sent as Authorization: Bearer ... (default: $PROBE_TOKEN)")
     parser.add_argument("--message", default="Hello from the probe: مرحبا 👋", help="the chat message to send")
     parser.add_argument("--http2", action="store_true", help="use HTTP/2 (h2c prior knowledge on http:// URLs)")
     parser.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
@@ -238,7 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    # From the environment too (make probe passes it so), so a token need not
+    # appear on a command line, in a process list or in CI logs.
+    token = args.token or os.environ.get("PROBE_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     payload = {"message": args.message}
     if args.http2 or args.insecure or args.cacert:
         verify: bool | ssl.SSLContext = True

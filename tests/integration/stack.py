@@ -49,6 +49,10 @@ class Stack:
     def url(self, service: str = "nginx", path: str = STREAM_PATH) -> str:
         return self._origin(service, 8080, "http") + path
 
+    def url_on(self, service: str, port: int, path: str = STREAM_PATH) -> str:
+        """A service's published container port (the intermediaries' several listeners)."""
+        return self._origin(service, port, "http") + path
+
     def https_url(self, service: str = "nginx", path: str = STREAM_PATH) -> str:
         """The same over HTTPS (HTTP/2); verify with ``tls_certificate``."""
         return self._origin(service, 8443, "https") + path

@@ -155,3 +155,30 @@ def test_bad_options_exit_2(args: list[str], capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as exited:
         main(["http://x/stream", *args])
     assert exited.value.code == 2
+
+
+def test_a_refusal_prints_the_servers_error_and_how_to_get_a_token() -> None:
+    body = b'{"error":{"code":"missing_token","message":"Send Authorization: Bearer <token>."}}'
+    m = Measurement(status=401, body=body, total_seconds=0.01)
+    r = report("http://localhost:8080/api/chat/message/stream", m, classify(m))
+    assert r["error"] == {"code": "missing_token", "message": "Send Authorization: Bearer <token>."}
+    lines = text(r).splitlines()
+    assert "error: missing_token: Send Authorization: Bearer <token>." in lines
+    assert any(line.startswith("hint: ") and "make token" in line for line in lines)
+    assert lines[-1] == "verdict: ERROR (see the error above)"
+
+
+@pytest.mark.parametrize(
+    ("failure", "says"),
+    [
+        ("ConnectionError: ... [Errno 111] Connection refused", "nothing answers at that address"),
+        ("ConnectionError: ... NameResolutionError ... Name or service not known", "unknown host"),
+        ("SSLError: ... [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", "--cacert certs/tls.crt"),
+    ],
+)
+def test_a_failed_request_is_one_plain_line(failure: str, says: str) -> None:
+    m = Measurement(failure=failure)
+    lines = text(report("https://chat.example.com/", m, classify(m))).splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and says in errors[0]
+    assert not any("Errno" in line or "SSLError" in line for line in lines)

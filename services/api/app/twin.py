@@ -13,6 +13,7 @@ message that starts with one of these drives a failure path:
     /flood       produce FLOOD_BYTES of text as fast as possible
     /forge       tokens that try to break SSE framing (CR, LF, NUL, "event:")
     /pace MS N   N tokens, MS milliseconds apart (the benchmark's load shapes)
+    /stall N S   the usual reply, silent for S seconds after token N (idle timeouts)
 """
 
 import asyncio
@@ -69,9 +70,12 @@ class Twin:
             milliseconds, count = argument.split()[:2]
             delay, tokens = float(milliseconds) / 1000, int(count)
         fail_after = FAULT_AFTER_TOKENS if hook == "/fail" else None
+        stall_after, stall_seconds = (int(argument.split()[0]), float(argument.split()[1])) if hook == "/stall" else (-1, 0)
         # Lazily: a long reply must not be built in memory before it is sent.
         for index, text in enumerate(script_tokens(tokens)):
             if index == fail_after:
                 raise TokenSourceError("fault injected by the test hook")
+            if index == stall_after:
+                await asyncio.sleep(stall_seconds)
             await asyncio.sleep(delay)
             yield text

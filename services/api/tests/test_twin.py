@@ -48,3 +48,17 @@ def test_fault_hook_is_inert_when_disabled() -> None:
 def test_pace_hook_sets_count_and_delay() -> None:
     twin = Twin(tokens=10, delay_seconds=5, test_hooks=True)
     assert asyncio.run(collect(twin, "/pace 0 3")) == reply_tokens(3)
+
+
+def test_the_stall_hook_pauses_after_n_tokens() -> None:
+    import time
+
+    async def arrivals() -> list[float]:
+        start, times = time.perf_counter(), []
+        async for _ in Twin(tokens=6, delay_seconds=0, test_hooks=True).stream("/stall 3 0.3"):
+            times.append(time.perf_counter() - start)
+        return times
+
+    times = asyncio.run(arrivals())
+    assert len(times) == 6
+    assert times[3] - times[2] > 0.25 and times[2] < 0.1  # the silence falls between tokens 2 and 3
