@@ -70,7 +70,9 @@ class Twin:
             milliseconds, count = argument.split()[:2]
             delay, tokens = float(milliseconds) / 1000, int(count)
         fail_after = FAULT_AFTER_TOKENS if hook == "/fail" else None
-        stall_after, stall_seconds = (int(argument.split()[0]), float(argument.split()[1])) if hook == "/stall" else (-1, 0)
+        stall_after, stall_seconds = -1, 0.0
+        if hook == "/stall":
+            stall_after, stall_seconds = int(argument.split()[0]), float(argument.split()[1])
         # Lazily: a long reply must not be built in memory before it is sent.
         for index, text in enumerate(script_tokens(tokens)):
             if index == fail_after:
