@@ -165,3 +165,19 @@ def test_the_page_finishes_a_reply_through_a_restart_of_the_replica_making_it(st
     notices = page.locator(".notice").all_inner_texts()
     assert any("resuming" in notice for notice in notices), notices  # it did reconnect
     stack.wait_until_serving()
+
+
+def test_without_a_token_the_page_says_what_to_do(stack: Stack, page: Page) -> None:
+    page.goto(stack.url(path="/"))  # no #token=
+    expect(page.locator(".notice.setup")).to_contain_text("make token")
+    expect(page.locator("#send")).to_be_disabled()
+    assert page.locator("#state").inner_text() == "no token"
+
+
+def test_a_streaming_reply_shows_a_cursor_until_it_ends(stack: Stack, page: Page) -> None:
+    page.goto(stack.page_url(path="/"))
+    page.fill("#message", "/pace 100 30")
+    page.click("#send")
+    expect(page.locator(".assistant.streaming")).to_have_count(1)
+    expect(page.locator("#state")).to_have_text("done", timeout=15_000)
+    expect(page.locator(".assistant.streaming")).to_have_count(0)

@@ -152,6 +152,7 @@ function show(key, value) {
 async function send(message) {
   bubble("user", message);
   const reply = bubble("assistant");
+  reply.classList.add("streaming");
   const request = { message, conversation_id: window.chat.conversationId ?? undefined };
   window.chat.messageId = null;
   window.chat.finishReason = null;
@@ -220,6 +221,7 @@ async function send(message) {
       await new Promise((wait) => setTimeout(wait, retryMs));
     }
   }
+  reply.classList.remove("streaming");
   const stopped = window.chat.finishReason === "stopped";
   show("state", done && !reply.classList.contains("error") ? (stopped ? "stopped" : "done") : "failed");
   $("send").disabled = false;
@@ -238,6 +240,18 @@ $("stop").addEventListener("click", async () => {
   });
   if (!response.ok) bubble("notice", `stop failed: HTTP ${response.status}`);
 });
+
+// No token (the page opened without the link `make up` prints): say what to
+// do instead of sending a request that can only get 401.
+if (!token) {
+  const help = bubble("notice");
+  help.classList.add("setup");
+  help.textContent = "This page needs a sign-in token. Open the link that `make up` printed, " +
+    "or run `make token` and open this page as " + location.origin + location.pathname + "#token=<the token>.";
+  $("send").disabled = true;
+  $("message").disabled = true;
+  show("state", "no token");
+}
 
 $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
