@@ -48,12 +48,17 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 # snippets/proxy_headers.conf and real_ip.conf), never a client's own claim.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 
-# Logs go to the container's stdout/stderr.
-accesslog = "-"
+# Logs go to the container's stderr. The access lines come from the app
+# (app/access_log.py: request id, duration, a stream's outcome), not from
+# gunicorn or uvicorn. CHAT_LOG_FORMAT=json writes every line as JSON.
+accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("CHAT_LOG_LEVEL", "info")
-# (The uvicorn worker writes uvicorn's access log format; nginx's access log
-# carries the request id.)
+_FORMATTERS = {
+    "text": {"format": "%(asctime)s %(levelname)s [%(name)s] %(message)s"},
+    "json": {"()": "app.log_format.JsonFormatter"},
+}
+_formatter = _FORMATTERS.get(os.environ.get("CHAT_LOG_FORMAT", "text"), _FORMATTERS["text"])
 
 # gunicorn 27's runtime control socket (`gunicornc`) is not used here, and the
 # unprivileged user has no home directory to put it in. Default: enabled.
@@ -65,7 +70,7 @@ control_socket_disable = True
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(name)s] %(message)s"}},
+    "formatters": {"plain": _formatter},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
     "root": {"handlers": ["stderr"], "level": "WARNING"},
     "loggers": {"app": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False}},

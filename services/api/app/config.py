@@ -17,7 +17,6 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHAT_", extra="ignore")
 
     environment: Literal["development", "production"] = "production"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # Bearer tokens (JWT). Either a shared HMAC secret (HS256; `make up`
     # writes a random development one to .env) or the JWKS URL of an identity

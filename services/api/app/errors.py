@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from app import access_log
 from app.schemas import error_body
 
 
@@ -29,12 +30,14 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    access_log.note(error=exc.code)
     return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    access_log.note(error=code)
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
@@ -42,8 +45,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors: list[Any] = list(exc.errors())
     if any(error["type"] == "json_invalid" for error in errors):
+        access_log.note(error="invalid_json")
         return JSONResponse(error_body("invalid_json", "The request body is not valid JSON."), status_code=400)
     details = [{"loc": list(error["loc"]), "type": error["type"], "msg": error["msg"]} for error in errors]
+    access_log.note(error="validation_error")
     summary = "; ".join(f"{'.'.join(map(str, d['loc'][1:])) or 'body'}: {d['msg']}" for d in details)
     return JSONResponse(error_body("validation_error", summary, details), status_code=422)
 

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from app import errors
+from app.access_log import AccessLogMiddleware
 from app.auth import Authenticator
 from app.config import Settings, get_settings
 from app.memory_store import MemoryReplyStore
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestIdMiddleware)
+    # Outermost: it times the whole request and reads the id set inside it.
+    app.add_middleware(AccessLogMiddleware)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(chat.router)

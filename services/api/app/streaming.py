@@ -26,6 +26,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -33,7 +34,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message, Receive, Scope, Send
 
-from app import events, metrics
+from app import access_log, events, metrics
 from app.events import ChatEvent
 from app.replies import Reply
 from app.reply_store import ReplyStore
@@ -116,16 +117,23 @@ def _wake_after(seconds: float | None, wake: asyncio.Event) -> Iterator[None]:
             timer.cancel()
 
 
+@dataclass
+class _Ended:
+    outcome: str = "disconnected"  # unless the stream records another
+    tokens: int = 0  # token events sent
+
+
 @contextmanager
-def _counted() -> Iterator[list[str]]:
-    """Count the open stream; the caller records how it ended in outcome[0]."""
-    outcome = ["disconnected"]
+def _counted() -> Iterator[_Ended]:
+    """Count the open stream; the caller records how it ended."""
+    ended = _Ended()
     metrics.ACTIVE_STREAMS.inc()
     try:
-        yield outcome
+        yield ended
     finally:
         metrics.ACTIVE_STREAMS.dec()
-        metrics.STREAMS_ENDED.labels(outcome[0]).inc()
+        metrics.STREAMS_ENDED.labels(ended.outcome).inc()
+        access_log.note(outcome=ended.outcome, tokens=ended.tokens)
 
 
 async def reply_events(
@@ -143,7 +151,7 @@ async def reply_events(
     ``expires_in``: seconds until the client's token expires; the stream ends
     then with ``token_expired``, whatever the reply is doing.
     """
-    with _counted() as outcome:
+    with _counted() as ended:
         resumed_from = from_index if from_index else None
         yield events.start(reply.conversation_id, reply.message_id, retry_ms=retry_ms, resumed_from=resumed_from)
         deadline = asyncio.get_running_loop().time() + expires_in if expires_in is not None else None
@@ -154,20 +162,22 @@ async def reply_events(
                 while index < len(reply.tokens):
                     yield events.token(reply.message_id, index, reply.tokens[index])
                     index += 1
+                    ended.tokens += 1
                 if reply.done:
                     if reply.failure is None:
-                        outcome[0] = "end" if reply.finish_reason == "stop" else reply.finish_reason
+                        ended.outcome = "end" if reply.finish_reason == "stop" else reply.finish_reason
                         yield events.end(len(reply.tokens), reply.finish_reason)
                     else:
-                        outcome[0] = "error"
+                        ended.outcome = "error"
+                        access_log.note(error=reply.failure.code)
                         yield events.error(reply.failure.code, reply.failure.message)
                     return
                 if deadline is not None and asyncio.get_running_loop().time() >= deadline:
-                    outcome[0] = "token_expired"
+                    ended.outcome = "token_expired"
                     yield events.error("token_expired", TOKEN_EXPIRED)
                     return
                 if shutdown.is_set():
-                    outcome[0] = "shutdown"
+                    ended.outcome = "shutdown"
                     yield events.error("server_shutdown", SHUTTING_DOWN, retry_ms=shutdown_retry_ms)
                     return
                 await wake.wait()
@@ -175,8 +185,8 @@ async def reply_events(
 
 async def resume_unavailable() -> AsyncGenerator[ChatEvent, None]:
     """An explicit answer for an unknown or expired Last-Event-ID: never a silent restart."""
-    with _counted() as outcome:
-        outcome[0] = "resume_unavailable"
+    with _counted() as ended:
+        ended.outcome = "resume_unavailable"
         yield events.error("resume_unavailable", RESUME_UNAVAILABLE)
 
 

@@ -20,4 +20,7 @@ class ChatUvicornWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn-worker 
         # peers. Default: 20 s each.
         "ws_ping_interval": 20.0,
         "ws_ping_timeout": 20.0,
+        # app.access_log writes one line per request, with its request id,
+        # duration and a stream's outcome, instead of uvicorn's.
+        "access_log": False,
     }
