@@ -21,44 +21,44 @@ worker_class = "app.worker.ChatUvicornWorker"
 # reconnect: scale with workers or with replicas (compose runs two replicas
 # of one worker on the 2-core machines this project is measured on). With
 # CHAT_REPLY_STORE=memory keep one worker and one replica.
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+workers = int(os.environ.get("WEB_CONCURRENCY") or "1")
 
 # Not a request timeout: with an async worker this is the worker's heartbeat.
 # The event loop notifies the arbiter while streams are open, so long streams
 # are never killed by it; only a blocked loop is.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT") or "30")
 
 # On SIGTERM a worker gets this long before SIGKILL to end its streams
 # (server_shutdown, at most 5 s), drain its replies into the store
 # (CHAT_DRAIN_SECONDS, 12 s) and flush the last writes (2 s). Keep it above
 # their sum and below compose's stop_grace_period, so the app, not the
 # arbiter or Docker, ends every reply.
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT") or "20")
 
 # Idle keep-alive of connections from the proxy (uvicorn's timeout_keep_alive).
 # It must exceed nginx's upstream keepalive_timeout (60 s): if the backend
 # closes an idle connection first, nginx can reuse it in the same instant and
 # answer 502. Default: 2 s (uvicorn: 5 s).
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE") or "75")
 
 # X-Forwarded-For/-Proto are trusted from these peers. The API is reachable
 # only from the proxy on the compose network, so the default trusts any peer;
 # narrow it to the proxy's address when the network is shared. The proxy
 # sends X-Forwarded-For as one address it has verified (nginx's
 # snippets/proxy_headers.conf and real_ip.conf), never a client's own claim.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "*"
 
 # Logs go to the container's stderr. The access lines come from the app
 # (app/access_log.py: request id, duration, a stream's outcome), not from
 # gunicorn or uvicorn. CHAT_LOG_FORMAT=json writes every line as JSON.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("CHAT_LOG_LEVEL", "info")
+loglevel = os.environ.get("CHAT_LOG_LEVEL") or "info"
 _FORMATTERS = {
     "text": {"format": "%(asctime)s %(levelname)s [%(name)s] %(message)s"},
     "json": {"()": "app.log_format.JsonFormatter"},
 }
-_formatter = _FORMATTERS.get(os.environ.get("CHAT_LOG_FORMAT", "text"), _FORMATTERS["text"])
+_formatter = _FORMATTERS.get(os.environ.get("CHAT_LOG_FORMAT") or "text", _FORMATTERS["text"])
 
 # gunicorn 27's runtime control socket (`gunicornc`) is not used here, and the
 # unprivileged user has no home directory to put it in. Default: enabled.

@@ -14,7 +14,8 @@ PLACEHOLDER_SECRETS = {"changethis", "change-me", "changeme", "secret", "dev-sec
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHAT_", extra="ignore")
+    # An empty variable means "the default" (compose passes unset ones as "").
+    model_config = SettingsConfigDict(env_prefix="CHAT_", extra="ignore", env_ignore_empty=True)
 
     environment: Literal["development", "production"] = "production"
 

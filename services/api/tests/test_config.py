@@ -39,3 +39,24 @@ def test_out_of_range_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: 
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_an_empty_variable_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # compose passes every unset setting as "" (compose.yaml: ${VAR:-}).
+    for name in ("CHAT_HEARTBEAT_SECONDS", "CHAT_CORS_ORIGINS", "CHAT_REPLY_STORE", "CHAT_ENVIRONMENT"):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("CHAT_VALKEY_PASSWORD", "pw")
+    settings = Settings()
+    assert (settings.heartbeat_seconds, settings.cors_origins, settings.reply_store, settings.environment) == (
+        15.0,
+        [],
+        "valkey",
+        "production",
+    )
+
+
+def test_the_valkey_store_needs_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAT_REPLY_STORE", "valkey")
+    monkeypatch.delenv("CHAT_VALKEY_PASSWORD", raising=False)
+    with pytest.raises(ValidationError, match="CHAT_REPLY_STORE=valkey needs CHAT_VALKEY_PASSWORD"):
+        Settings()
