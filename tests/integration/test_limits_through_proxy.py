@@ -8,7 +8,6 @@ lifts the limits (the suite opens many streams from one address) and is used
 here only for what the API sees.
 """
 
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 
@@ -123,17 +122,17 @@ def test_a_spoofed_x_forwarded_for_does_not_make_a_new_client(stack: Stack) -> N
 
 def api_sees(stack: Stack, service: str, forwarded_for: str) -> str:
     """The client address the API logged for one request through ``service``."""
-    marker = uuid.uuid4().hex
-    requests.post(
-        stack.url(service, f"/api/chat/message/stream?trace={marker}"),
+    response = requests.post(
+        stack.url(service),
         data=b"{not json",
         headers={**stack.auth, "Content-Type": "application/json", "X-Forwarded-For": forwarded_for},
         timeout=10,
     )
+    request_id = response.headers["X-Request-ID"]  # made by nginx, passed to the API
     logs, _ = stack.compose.get_logs("api")
-    [line] = [line for line in logs.splitlines() if f"?trace={marker} HTTP" in line]
-    # uvicorn's access log: `<client>:<port> - "POST /api/...?trace=... HTTP/1.1" 400`
-    return line.split("|", 1)[-1].split()[0].rsplit(":", 1)[0]
+    # The API's access line (app/access_log.py): `POST /api/... 400 3ms client=<address> rid=<id> ...`
+    [line] = [line for line in logs.splitlines() if f" rid={request_id}" in line]
+    return line.split(" client=", 1)[1].split()[0]
 
 
 def test_the_api_never_takes_a_spoofed_address_for_the_client(stack: Stack) -> None:

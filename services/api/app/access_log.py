@@ -4,7 +4,7 @@ uvicorn's own access line (``172.21.0.1:0 - "POST ... HTTP/1.1" 200``) has no
 request id, no duration and, for a stream, nothing on how it ended. This
 pure ASGI middleware writes instead, on logger ``app.access``:
 
-    POST /api/chat/message/stream 200 2412ms rid=4f2c... outcome=end tokens=48
+    POST /api/chat/message/stream 200 2412ms client=203.0.113.7 rid=4f2c... outcome=end tokens=48
 
 The path never carries its query string (tokens must not reach logs, wherever
 a client puts them). A stream adds its outcome and the tokens it sent, which
@@ -80,11 +80,12 @@ class AccessLogMiddleware:
         }
         extra = " ".join(f"{key}={value}" for key, value in record.items())
         logger.info(
-            "%s %s %s %dms rid=%s%s",
+            "%s %s %s %dms client=%s rid=%s%s",
             method,
             path,
             fields["status"],
             fields["duration_ms"],
+            fields["client"],
             fields["request_id"],
             f" {extra}" if extra else "",
             extra={"access": fields},
