@@ -155,7 +155,12 @@ async def reply_events(
                     yield events.token(reply.message_id, index, reply.tokens[index])
                     index += 1
                 if reply.done:
-                    if reply.failure is None:
+                    if index > len(reply.tokens):
+                        # The client claimed a token this reply never had
+                        # (app.conversation._past_the_end): no fake `end`.
+                        outcome[0] = "resume_unavailable"
+                        yield events.error("resume_unavailable", RESUME_UNAVAILABLE)
+                    elif reply.failure is None:
                         outcome[0] = "end" if reply.finish_reason == "stop" else reply.finish_reason
                         yield events.end(len(reply.tokens), reply.finish_reason)
                     else:

@@ -48,6 +48,19 @@ def test_a_websocket_resumes_after_the_last_event_id(client: TestClient, token: 
         pytest.param(
             {"message": "x" * 41}, 1009, "message_too_long: at most 40 characters", id="too-long"
         ),  # conftest: max 40
+        pytest.param("[" * 10_000, 1007, "invalid_json: the frame is not valid JSON", id="nested-10000-deep"),
+        pytest.param(
+            '{"message": ' + "[" * 10_000 + "]" * 10_000 + "}",
+            1007,
+            "invalid_json: the frame is not valid JSON",
+            id="nested-field-10000-deep",
+        ),
+        pytest.param(
+            {"message": "hi", "last_event_id": 5},
+            1008,
+            "validation_error: last_event_id: Input should be a valid string",
+            id="last-event-id-not-a-string",
+        ),
     ],
 )
 def test_bad_input_closes_with_a_code_and_reason(
@@ -58,3 +71,14 @@ def test_bad_input_closes_with_a_code_and_reason(
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
     assert (closed.value.code, closed.value.reason) == (code, reason)
+
+
+def test_a_binary_frame_closes_with_1003(client: TestClient, token: str) -> None:
+    with client.websocket_connect(URL, subprotocols=protocols(token)) as ws:
+        ws.send_bytes(b'{"message": "hi"}')
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+    assert (closed.value.code, closed.value.reason) == (
+        1003,
+        "unsupported_data: send the request as one JSON text frame",
+    )

@@ -58,6 +58,13 @@ def test_a_resumed_stream_starts_after_the_last_event_seen() -> None:
     assert [data["index"] for name, data, _ in frames if name == "token"] == [2, 3]
 
 
+def test_a_resume_past_the_end_of_a_reply_ends_with_resume_unavailable_not_end() -> None:
+    # A reply still generating elsewhere may be resumed from past this
+    # process's view of it; if it ends short of that index, no fake `end`.
+    frames = asyncio.run(collect(ScriptedSource(["a", "b"]), from_index=5))
+    assert [(name, data.get("code")) for name, data, _ in frames] == [("start", None), ("error", "resume_unavailable")]
+
+
 def test_a_failing_source_ends_with_an_error_event_and_no_end() -> None:
     frames = asyncio.run(collect(ScriptedSource(["a", "b", "c"], fail_after=1)))
     assert [name for name, _, _ in frames] == ["start", "token", "error"]

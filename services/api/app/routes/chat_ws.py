@@ -6,7 +6,8 @@ The client sends one JSON text frame, ``{"message", "conversation_id"?,
 frame each; the server then closes with 1000. Bad input closes the socket
 before any event, with a code and a reason:
 
-    1007  invalid_json       the frame is not JSON
+    1003  unsupported_data   a binary frame (the request is one JSON text frame)
+    1007  invalid_json       the frame is not JSON, or nested too deeply
     1008  validation_error   a field is missing or invalid (the reason says which)
     1009  message_too_long   longer than CHAT_MAX_MESSAGE_CHARS
                              (frames over 64 KiB are refused by the server itself)
@@ -25,7 +26,6 @@ other origin gets HTTP 403 before the upgrade. Clients that send no Origin
 (not browsers) are not checked.
 """
 
-import json
 from contextlib import aclosing, suppress
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -45,7 +45,9 @@ router = APIRouter(prefix="/api/chat", tags=["chat"])
 
 
 class WebSocketChatRequest(ChatRequest):
-    last_event_id: str | None = Field(default=None, max_length=200, description="Resume after this event id.")
+    # No length or pattern: a malformed or over-long id gets the same
+    # resume_unavailable event as an unknown one (app.events.parse_event_id).
+    last_event_id: str | None = Field(default=None, description="Resume after this event id.")
 
 
 def _origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
@@ -60,6 +62,39 @@ def _origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     await websocket.close(code=code, reason=reason.encode()[:123].decode(errors="ignore"))
+
+
+def _binary_frame() -> Refused:
+    return Refused(415, "unsupported_data", "send the request as one JSON text frame", 1003)
+
+
+def _invalid_json() -> Refused:
+    return Refused(400, "invalid_json", "the frame is not valid JSON", 1007)
+
+
+async def _read_request(websocket: WebSocket) -> WebSocketChatRequest:
+    """The first frame as a request, or :class:`Refused` with the close code
+    and reason that say what is wrong with it.
+
+    Every kind of frame gets an answer, never a dropped connection: a binary
+    frame (no "text" in the message), JSON nested past the parser's
+    recursion limit (pydantic's parser reports it as invalid JSON, where
+    ``json.loads`` would raise RecursionError), a field that does not validate.
+    Raises WebSocketDisconnect when the client leaves first.
+    """
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1005), message.get("reason"))
+    text = message.get("text")
+    if not isinstance(text, str):
+        raise _binary_frame()
+    try:
+        return WebSocketChatRequest.model_validate_json(text)
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise _invalid_json() from exc
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise Refused(422, "validation_error", fields, 1008) from exc
 
 
 @router.websocket("/message/ws")
@@ -81,17 +116,7 @@ async def chat_over_websocket(
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=WEBSOCKET_PROTOCOL if WEBSOCKET_PROTOCOL in offered else None)
     try:
-        raw = await websocket.receive_text()
-    except WebSocketDisconnect:
-        return
-    try:
-        request = WebSocketChatRequest.model_validate(json.loads(raw))
-    except json.JSONDecodeError:
-        return await _refuse(websocket, 1007, "invalid_json: the frame is not valid JSON")
-    except ValidationError as exc:
-        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return await _refuse(websocket, 1008, f"validation_error: {fields}")
-    try:
+        request = await _read_request(websocket)
         events = await open_stream(
             store,
             source,
@@ -102,6 +127,8 @@ async def chat_over_websocket(
             last_event_id=request.last_event_id,
             shutdown=anyio.Event(),  # on shutdown the server closes WebSockets itself (1012)
         )
+    except WebSocketDisconnect:
+        return
     except Refused as exc:
         return await _refuse(websocket, exc.close_code, f"{exc.code}: {exc.message}")
     async with anyio.create_task_group() as tasks:
