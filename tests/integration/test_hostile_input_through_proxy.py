@@ -3,6 +3,7 @@ silence gets the documented answer, never a 500, a dropped connection or a
 socket held open for nothing."""
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from streamcheck import clients
-from tests.integration.stack import Stack
+from tests.integration.stack import WS_FIRST_FRAME_SECONDS, Stack
 
 PAYLOAD = {"message": "hi"}
 # compose.test.yaml turns the twin's hooks on: a reply of 3 tokens at once,
@@ -107,3 +108,27 @@ def test_a_deeply_nested_body_is_invalid_json(stack: Stack) -> None:
     )
     assert response.status_code == 400
     assert response.json() == {"error": {"code": "invalid_json", "message": "The request body is not valid JSON."}}
+
+
+def test_a_websocket_that_sends_no_request_is_closed_though_it_answers_pings(stack: Stack) -> None:
+    started = time.monotonic()
+    pongs = 0
+    with (
+        connect(stack.ws_url(), subprotocols=stack.ws_protocols()) as socket,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        while time.monotonic() - started < WS_FIRST_FRAME_SECONDS + 10:
+            pongs += socket.ping().wait(timeout=5)  # alive, and says so
+            try:
+                socket.recv(timeout=0.5)
+            except TimeoutError:
+                continue
+            raise AssertionError("the server sent a frame before any request")
+    waited = time.monotonic() - started
+    assert closed.value.rcvd is not None, "closed without a close frame"
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        1008,
+        f"first_frame_timeout: no request frame within {WS_FIRST_FRAME_SECONDS:g} s",
+    )
+    assert WS_FIRST_FRAME_SECONDS - 0.5 < waited < WS_FIRST_FRAME_SECONDS + 5, waited
+    assert pongs >= 2

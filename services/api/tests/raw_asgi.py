@@ -76,3 +76,17 @@ def call_in_loop(client: TestClient, function: Callable[[], Awaitable[None]]) ->
     portal = client.portal
     assert portal is not None, "use the client as a context manager"
     portal.call(function)
+
+
+def run_websocket(
+    client: TestClient, app: ASGIApp, subprotocols: list[str], receive: Receive, send: Send, *, timeout: float
+) -> None:
+    """One WebSocket session with the given receive and send; fails if the
+    app has not returned within ``timeout`` seconds."""
+    scope = websocket_scope("/api/chat/message/ws", [], subprotocols)
+
+    async def call() -> None:
+        with anyio.fail_after(timeout):
+            await app(scope, receive, send)
+
+    call_in_loop(client, call)

@@ -1,9 +1,14 @@
 import json
 from typing import Any
 
+import anyio
 import pytest
+from app.config import Settings
+from app.main import app
 from app.twin import reply_tokens
 from fastapi.testclient import TestClient
+from raw_asgi import run_websocket
+from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect
 
 URL = "/api/chat/message/ws"
@@ -82,3 +87,26 @@ def test_a_binary_frame_closes_with_1003(client: TestClient, token: str) -> None
         1003,
         "unsupported_data: send the request as one JSON text frame",
     )
+
+
+def test_a_websocket_that_sends_no_request_is_closed_after_the_deadline(
+    client: TestClient, settings: Settings, token: str
+) -> None:
+    settings.ws_first_frame_seconds = 0.3
+    sent: list[Message] = []
+    connected = False
+
+    async def receive() -> Message:
+        nonlocal connected
+        if not connected:
+            connected = True
+            return {"type": "websocket.connect"}
+        await anyio.sleep_forever()  # a client that never speaks (and answers every ping)
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    run_websocket(client, app, protocols(token), receive, send, timeout=5)
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
+    assert (sent[-1]["code"], sent[-1]["reason"]) == (1008, "first_frame_timeout: no request frame within 0.3 s")

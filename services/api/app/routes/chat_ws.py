@@ -6,6 +6,7 @@ The client sends one JSON text frame, ``{"message", "conversation_id"?,
 frame each; the server then closes with 1000. Bad input closes the socket
 before any event, with a code and a reason:
 
+    1008  first_frame_timeout   no request frame within CHAT_WS_FIRST_FRAME_SECONDS
     1003  unsupported_data   a binary frame (the request is one JSON text frame)
     1007  invalid_json       the frame is not JSON, or nested too deeply
     1008  validation_error   a field is missing or invalid (the reason says which)
@@ -72,7 +73,11 @@ def _invalid_json() -> Refused:
     return Refused(400, "invalid_json", "the frame is not valid JSON", 1007)
 
 
-async def _read_request(websocket: WebSocket) -> WebSocketChatRequest:
+def _first_frame_timeout(seconds: float) -> Refused:
+    return Refused(408, "first_frame_timeout", f"no request frame within {seconds:g} s", 1008)
+
+
+async def _read_request(websocket: WebSocket, deadline_seconds: float) -> WebSocketChatRequest:
     """The first frame as a request, or :class:`Refused` with the close code
     and reason that say what is wrong with it.
 
@@ -80,9 +85,15 @@ async def _read_request(websocket: WebSocket) -> WebSocketChatRequest:
     frame (no "text" in the message), JSON nested past the parser's
     recursion limit (pydantic's parser reports it as invalid JSON, where
     ``json.loads`` would raise RecursionError), a field that does not validate.
+    So does silence: the server answers the client's pings by itself, so a
+    socket that never sends its frame would otherwise stay open for good.
     Raises WebSocketDisconnect when the client leaves first.
     """
-    message = await websocket.receive()
+    try:
+        with anyio.fail_after(deadline_seconds):
+            message = await websocket.receive()
+    except TimeoutError as exc:
+        raise _first_frame_timeout(deadline_seconds) from exc
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1005), message.get("reason"))
     text = message.get("text")
@@ -116,7 +127,7 @@ async def chat_over_websocket(
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=WEBSOCKET_PROTOCOL if WEBSOCKET_PROTOCOL in offered else None)
     try:
-        request = await _read_request(websocket)
+        request = await _read_request(websocket, settings.ws_first_frame_seconds)
         events = await open_stream(
             store,
             source,
