@@ -24,7 +24,8 @@ Browsers send an Origin header with the handshake and CORS does not apply to
 WebSockets (Starlette's CORS middleware passes them through), so the origin
 is checked here: the page's own origin, or one in CHAT_CORS_ORIGINS. Any
 other origin gets HTTP 403 before the upgrade. Clients that send no Origin
-(not browsers) are not checked.
+(not browsers) are not checked. An origin is scheme, host and port (RFC 6454):
+a page on another port or scheme of the same host is another origin.
 """
 
 from contextlib import aclosing, suppress
@@ -51,14 +52,60 @@ class WebSocketChatRequest(ChatRequest):
     last_event_id: str | None = Field(default=None, description="Resume after this event id.")
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# The scheme of the page that opened the socket, from the handshake's scheme:
+# uvicorn sets "wss" or "ws" from the proxy's X-Forwarded-Proto, and from the
+# connection itself when there is no trusted proxy.
+_PAGE_SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
+
+Origin = tuple[str, str, int]  # scheme, host (lower case, IPv6 without brackets), port
+
+
+def _serialized(origin: Origin) -> str:
+    """An origin as browsers write it: no default port, IPv6 in brackets."""
+    scheme, host, port = origin
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{netloc}" if port == _DEFAULT_PORTS[scheme] else f"{scheme}://{netloc}:{port}"
+
+
+def _parse_origin(value: str) -> Origin | None:
+    """The origin an Origin header names, or None when it is not one a
+    browser would send (``null``, a path, credentials, another scheme, a
+    default port spelled out, upper case...): those match nothing."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    origin = (parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme])
+    return origin if _serialized(origin) == value else None
+
+
+def _page_origin(websocket: WebSocket) -> Origin | None:
+    """The origin of a page served by the host this handshake was sent to:
+    the scheme the client used, and the Host header, whose port may be left
+    out when it is the scheme's default (and is then normalised to it).
+    Behind a proxy this needs the client's Host with its port (nginx's
+    $http_host, not $host: snippets/proxy_headers.conf)."""
+    scheme = _PAGE_SCHEMES.get(websocket.scope.get("scheme", ""))
+    host = urlsplit("//" + websocket.headers.get("host", ""))
+    try:
+        port = host.port
+    except ValueError:
+        return None
+    if scheme is None or not host.hostname:
+        return None
+    return scheme, host.hostname, port or _DEFAULT_PORTS[scheme]
+
+
 def _origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     origin = websocket.headers.get("origin")
-    if origin is None or origin in allowed:
+    if origin is None or origin in allowed:  # CHAT_CORS_ORIGINS entries match exactly
         return True
-    # The page's own origin. Hostnames only: proxies pass Host without the
-    # published port (nginx's $host), which the browser's Origin carries.
-    host = urlsplit("//" + websocket.headers.get("host", "")).hostname
-    return host is not None and urlsplit(origin).hostname == host
+    page = _page_origin(websocket)
+    return page is not None and _parse_origin(origin) == page
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
