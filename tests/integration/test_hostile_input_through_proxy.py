@@ -132,3 +132,25 @@ def test_a_websocket_that_sends_no_request_is_closed_though_it_answers_pings(sta
     )
     assert WS_FIRST_FRAME_SECONDS - 0.5 < waited < WS_FIRST_FRAME_SECONDS + 5, waited
     assert pongs >= 2
+
+
+def api_logs(stack: Stack) -> str:
+    stdout, stderr = stack.compose.get_logs("api")
+    return stdout + stderr
+
+
+def test_clients_leaving_during_websocket_replies_log_no_error(stack: Stack) -> None:
+    # A normal close mid-reply, ten times: an INFO line each, no traceback.
+    before = api_logs(stack)
+    for _ in range(10):
+        with connect(stack.ws_url(), subprotocols=stack.ws_protocols()) as socket:
+            socket.send(json.dumps({"message": "/pace 50 40"}))
+            for _ in range(3):
+                socket.recv(timeout=10)
+    time.sleep(2)  # the API notices, and logs
+    after = api_logs(stack)
+    errors = [marker for marker in ("Exception in ASGI application", "Traceback", " ERROR ") if marker in after]
+    new_errors = [marker for marker in errors if after.count(marker) > before.count(marker)]
+    assert new_errors == [], after[-4000:]
+    left = "a WebSocket client left before the end of its reply"
+    assert after.count(left) - before.count(left) >= 10

@@ -1,4 +1,5 @@
 import json
+import logging
 from typing import Any
 
 import anyio
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from raw_asgi import run_websocket
 from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect
+from uvicorn.protocols.utils import ClientDisconnected
 
 URL = "/api/chat/message/ws"
 
@@ -110,3 +112,54 @@ def test_a_websocket_that_sends_no_request_is_closed_after_the_deadline(
     run_websocket(client, app, protocols(token), receive, send, timeout=5)
     assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
     assert (sent[-1]["code"], sent[-1]["reason"]) == (1008, "first_frame_timeout: no request frame within 0.3 s")
+
+
+class GoneClient:
+    """A WebSocket client as uvicorn presents it to the app: it sends the
+    request, takes ``frames`` events and then goes away. ``how``: "closes"
+    (a close frame: receive() reports the disconnect, and uvicorn then fails
+    any send, the close included) or "vanishes" (the connection is lost: the
+    next send fails before receive() has noticed anything)."""
+
+    def __init__(self, request: dict[str, Any], frames: int, how: str) -> None:
+        self.incoming: list[Message] = [
+            {"type": "websocket.connect"},
+            {"type": "websocket.receive", "text": json.dumps(request)},
+        ]
+        self.frames, self.how = frames, how
+        self.sent: list[Message] = []
+        self.gone = anyio.Event()
+
+    async def receive(self) -> Message:
+        if self.incoming:
+            return self.incoming.pop(0)
+        await self.gone.wait()
+        if self.how == "vanishes":
+            await anyio.sleep_forever()  # the server has not noticed yet
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(self, message: Message) -> None:
+        if self.gone.is_set():
+            raise ClientDisconnected  # what uvicorn raises once the client has left
+        self.sent.append(message)
+        if sum(m["type"] == "websocket.send" for m in self.sent) == self.frames:
+            self.gone.set()
+        await anyio.sleep(0.01)  # a network write takes a moment
+
+
+@pytest.mark.parametrize("how", ["closes", "vanishes"])
+def test_a_client_leaving_during_the_reply_is_not_an_error(
+    client: TestClient, token: str, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = GoneClient({"message": "/pace 50 12"}, frames=3, how=how)
+    with caplog.at_level(logging.INFO):
+        # Before: the app raised (WebSocketDisconnect from the send or the
+        # close), which uvicorn logs as "Exception in ASGI application".
+        run_websocket(client, app, protocols(token), gone.receive, gone.send, timeout=5)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    left = [r for r in caplog.records if r.name == "app.routes.chat_ws"]
+    assert [(r.levelno, r.getMessage()) for r in left] == [
+        (logging.INFO, "a WebSocket client left before the end of its reply (close code 1000)")
+        if how == "closes"
+        else (logging.INFO, "a WebSocket client left before the end of its reply (close code 1006)")
+    ]

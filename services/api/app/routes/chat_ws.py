@@ -28,6 +28,8 @@ other origin gets HTTP 403 before the upgrade. Clients that send no Origin
 a page on another port or scheme of the same host is another origin.
 """
 
+import logging
+from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -35,14 +37,16 @@ from urllib.parse import urlsplit
 import anyio
 from fastapi import APIRouter, Depends, WebSocket
 from pydantic import Field, ValidationError
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from app.auth import WEBSOCKET_PROTOCOL, Authenticator, get_authenticator, websocket_token
 from app.conversation import Refused, open_stream
 from app.deps import SettingsDep, SourceDep, StoreDep
 from app.errors import ApiError
+from app.events import ChatEvent
 from app.schemas import ChatRequest
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 
 
@@ -189,17 +193,40 @@ async def chat_over_websocket(
         return
     except Refused as exc:
         return await _refuse(websocket, exc.close_code, f"{exc.code}: {exc.message}")
+    await _send_reply(websocket, events)
+
+
+async def _send_reply(websocket: WebSocket, events: AsyncGenerator[ChatEvent, None]) -> None:
+    """Send every event, then close with 1000; stop as soon as the client leaves.
+
+    A client that leaves mid-reply (a closed tab, a lost network) is expected,
+    not an error. The send or the close that finds the connection gone raises
+    WebSocketDisconnect (Starlette's form of uvicorn's ClientDisconnected);
+    uncaught, it ended the connection with a traceback at ERROR level, which
+    counts in error-rate alerts. It ends the reply here with one INFO line.
+    """
+    left: int | None = None  # the close code, once the client has gone
     async with anyio.create_task_group() as tasks:
 
         async def stop_when_the_client_leaves() -> None:
-            while (await websocket.receive())["type"] != "websocket.disconnect":
+            nonlocal left
+            while (message := await websocket.receive())["type"] != "websocket.disconnect":
                 pass  # the client has nothing more to say; ignore further frames
+            left = message.get("code", 1005)
             tasks.cancel_scope.cancel()
 
         tasks.start_soon(stop_when_the_client_leaves)
-        async with aclosing(events):
-            async for event in events:
-                await websocket.send_text(event.to_json())
+        try:
+            async with aclosing(events):
+                async for event in events:
+                    await websocket.send_text(event.to_json())
+        except WebSocketDisconnect as exc:
+            left = exc.code
         tasks.cancel_scope.cancel()
-    if websocket.application_state is WebSocketState.CONNECTED:
-        await websocket.close(code=1000)
+    if left is None:
+        try:
+            await websocket.close(code=1000)
+        except WebSocketDisconnect as exc:
+            left = exc.code
+    if left is not None:
+        logger.info("a WebSocket client left before the end of its reply (close code %s)", left)
