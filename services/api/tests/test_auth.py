@@ -38,6 +38,28 @@ def bad_tokens(settings: Settings) -> dict[str, str]:
         "wrong-issuer": jwt.encode(claims(settings, iss="someone-else"), secret(settings), algorithm="HS256"),
         "no-exp": jwt.encode({k: v for k, v in claims(settings).items() if k != "exp"}, secret(settings)),
         "malformed": "not.a.jwt",
+        # Claims of the wrong type (RFC 7519, RFC 8693): each was accepted.
+        **{
+            kind: jwt.encode(claims(settings, **overrides), secret(settings), algorithm="HS256")
+            for kind, overrides in malformed_claims().items()
+        },
+    }
+
+
+def malformed_claims() -> dict[str, dict[str, Any]]:
+    soon = int(time.time()) + 60
+    return {
+        "empty-sub": {"sub": ""},
+        "exp-numeric-string": {"exp": str(soon)},
+        "nbf-numeric-string": {"nbf": str(soon - 120)},
+        "iat-numeric-string": {"iat": str(soon - 60)},
+        "nbf-boolean": {"nbf": True},
+        "scope-list": {"scope": ["chat:stream"]},
+        "scope-list-with-spaces": {"scope": ["profile chat:stream"]},
+        "scope-tab-separated": {"scope": "profile\tchat:stream"},
+        "scope-double-space": {"scope": "profile  chat:stream"},
+        "scope-leading-space": {"scope": " chat:stream"},
+        "scope-non-ascii": {"scope": "chat:stream \u00e9"},
     }
 
 
@@ -55,7 +77,8 @@ def test_no_token_is_401_with_a_challenge(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["expired", "wrong-key", "alg-none", "wrong-audience", "wrong-issuer", "no-exp", "malformed"]
+    "kind",
+    ["expired", "wrong-key", "alg-none", "wrong-audience", "wrong-issuer", "no-exp", "malformed", *malformed_claims()],
 )
 def test_a_bad_token_is_401(client: TestClient, settings: Settings, kind: str) -> None:
     response = post(client, f"Bearer {bad_tokens(settings)[kind]}")
@@ -63,6 +86,27 @@ def test_a_bad_token_is_401(client: TestClient, settings: Settings, kind: str) -
     assert response.headers["www-authenticate"] == CHALLENGE
     message = "The token has expired." if kind == "expired" else "The token is not valid."
     assert response.json() == {"error": {"code": "invalid_token", "message": message}}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"scope": "profile chat:stream email"}, id="several-scopes"),
+        pytest.param({"exp": time.time() + 60.5, "iat": time.time()}, id="fractional-numeric-dates"),
+        pytest.param({"nbf": int(time.time()) - 5}, id="nbf"),
+    ],
+)
+def test_well_formed_claims_are_accepted(client: TestClient, settings: Settings, overrides: dict[str, Any]) -> None:
+    token = jwt.encode(claims(settings, **overrides), secret(settings), algorithm="HS256")
+    assert post(client, f"Bearer {token}").status_code == 200
+
+
+@pytest.mark.parametrize("scope", ["", "profile"])
+def test_a_token_without_the_scope_is_403_however_it_says_so(
+    client: TestClient, settings: Settings, scope: str
+) -> None:
+    token = jwt.encode(claims(settings, scope=scope), secret(settings), algorithm="HS256")
+    assert post(client, f"Bearer {token}").json()["error"]["code"] == "insufficient_scope"
 
 
 def test_a_token_without_the_scope_is_403(client: TestClient, settings: Settings) -> None:
@@ -106,7 +150,13 @@ def test_a_token_that_expires_mid_stream_ends_it(client: TestClient, settings: S
 
 
 def test_a_websocket_without_a_valid_token_is_refused(client: TestClient, settings: Settings) -> None:
-    for protocols in (["chat.v1"], ["chat.v1", f"bearer.{bad_tokens(settings)['wrong-key']}"]):
+    tokens = bad_tokens(settings)
+    for protocols in (
+        ["chat.v1"],
+        ["chat.v1", f"bearer.{tokens['wrong-key']}"],
+        ["chat.v1", f"bearer.{tokens['scope-list-with-spaces']}"],
+        ["chat.v1", f"bearer.{tokens['empty-sub']}"],
+    ):
         with (
             pytest.raises(WebSocketDisconnect) as refused,
             client.websocket_connect(URL.replace("stream", "ws"), subprotocols=protocols),
