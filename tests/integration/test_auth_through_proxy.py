@@ -113,3 +113,17 @@ def test_claims_of_the_wrong_type_make_an_invalid_token(stack: Stack, overrides:
     response = post(stack, {"Authorization": f"Bearer {token_for(stack, **overrides)}"})
     assert (response.status_code, response.json()) == (401, INVALID)
     assert response.headers["www-authenticate"] == 'Bearer realm="chat", error="invalid_token"'
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param(b"{not json", "application/json", id="malformed-json"),  # was 400
+        pytest.param(b'{"message": "hi"}', "text/plain", id="text-plain"),  # was 415
+        pytest.param(b'{"message": 42}', "application/json", id="wrong-type"),
+    ],
+)
+def test_without_a_token_the_answer_is_401_whatever_the_body(stack: Stack, body: bytes, content_type: str) -> None:
+    response = requests.post(stack.url(), data=body, headers={"Content-Type": content_type}, timeout=10)
+    assert (response.status_code, response.json()) == (401, MISSING)
+    assert response.headers["www-authenticate"] == 'Bearer realm="chat"'

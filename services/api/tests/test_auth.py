@@ -109,6 +109,42 @@ def test_a_token_without_the_scope_is_403_however_it_says_so(
     assert post(client, f"Bearer {token}").json()["error"]["code"] == "insufficient_scope"
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        pytest.param(b"{not json", "application/json", id="malformed-json"),  # was 400
+        pytest.param(b"[" * 10_000, "application/json", id="nested-10000-deep"),  # was 400
+        pytest.param(b'{"message": "hi"}', "text/plain", id="text-plain"),  # was 415
+        pytest.param(b'{"message": "hi"}', None, id="no-content-type"),  # was 415
+        pytest.param(b'{"message": 42}', "application/json", id="wrong-type"),
+        pytest.param(b"", "application/json", id="empty"),
+    ],
+)
+@pytest.mark.parametrize("authorization", [None, "Bearer not.a.jwt"], ids=["no-token", "invalid-token"])
+def test_authentication_comes_before_the_body(
+    client: TestClient, authorization: str | None, content: bytes, content_type: str | None
+) -> None:
+    client.headers.pop("Authorization", None)
+    headers = {"Content-Type": content_type} if content_type else {}
+    if authorization:
+        headers["Authorization"] = authorization
+    response = client.post(URL, content=content, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == ("invalid_token" if authorization else "missing_token")
+    assert response.headers["www-authenticate"].startswith('Bearer realm="chat"')
+
+
+def test_with_a_valid_token_the_body_is_checked_as_before(client: TestClient) -> None:
+    assert client.post(URL, content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
+    assert client.post(URL, content=b'{"message": "hi"}', headers={"Content-Type": "text/plain"}).status_code == 415
+
+
+def test_stop_authenticates_first_too(client: TestClient) -> None:
+    client.headers.pop("Authorization", None)
+    response = client.post("/api/chat/message/not-an-id/stop")
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "missing_token")
+
+
 def test_a_token_without_the_scope_is_403(client: TestClient, settings: Settings) -> None:
     response = post(client, f"Bearer {mint(settings, 'alice', scope='profile')}")
     assert response.status_code == 403

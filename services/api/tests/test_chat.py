@@ -87,3 +87,4 @@ def test_openapi_declares_the_bearer_scheme(client: TestClient) -> None:
         "description": "A JWT with sub, exp, iss, aud and the chat:stream scope.",
     }
     assert document["paths"][URL]["post"]["security"] == [{"bearer": []}]
+    assert document["paths"]["/api/chat/message/{message_id}/stop"]["post"]["security"] == [{"bearer": []}]

@@ -16,14 +16,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app.conversation import Refused, open_stream
-from app.deps import PrincipalDep, SettingsDep, SourceDep, StoreDep
+from app.deps import AuthenticatedRoute, PrincipalDep, SettingsDep, SourceDep, StoreDep
 from app.errors import ApiError
 from app.events import MESSAGE_ID, heartbeat, sse_event_schema
 from app.replies import StoreUnavailable
 from app.schemas import ChatRequest, ErrorBody
 from app.streaming import EventStreamResponse
 
-router = APIRouter(prefix="/api/chat", tags=["chat"])
+# Every route here needs a token, checked before the body (401 first).
+router = APIRouter(prefix="/api/chat", tags=["chat"], route_class=AuthenticatedRoute)
 
 
 def require_json(request: Request) -> None:
