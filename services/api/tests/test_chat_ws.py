@@ -163,3 +163,19 @@ def test_a_client_leaving_during_the_reply_is_not_an_error(
         if how == "closes"
         else (logging.INFO, "a WebSocket client left before the end of its reply (close code 1006)")
     ]
+
+
+def test_a_client_gone_before_its_refusal_is_not_an_error(client: TestClient, token: str) -> None:
+    sent: list[Message] = []
+    incoming: list[Message] = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": "{nope"}]
+
+    async def receive() -> Message:
+        return incoming.pop(0)
+
+    async def send(message: Message) -> None:
+        if message["type"] == "websocket.close":
+            raise ClientDisconnected  # the client sent its frame and left
+        sent.append(message)
+
+    run_websocket(client, app, protocols(token), receive, send, timeout=5)
+    assert [m["type"] for m in sent] == ["websocket.accept"]

@@ -6,14 +6,18 @@ The client sends one JSON text frame, ``{"message", "conversation_id"?,
 frame each; the server then closes with 1000. Bad input closes the socket
 before any event, with a code and a reason:
 
-    1008  first_frame_timeout   no request frame within CHAT_WS_FIRST_FRAME_SECONDS
-    1003  unsupported_data   a binary frame (the request is one JSON text frame)
-    1007  invalid_json       the frame is not JSON, or nested too deeply
-    1008  validation_error   a field is missing or invalid (the reason says which)
-    1009  message_too_long   longer than CHAT_MAX_MESSAGE_CHARS
-                             (frames over 64 KiB are refused by the server itself)
+    1008  first_frame_timeout  no request frame within CHAT_WS_FIRST_FRAME_SECONDS
+    1003  unsupported_data     a binary frame (the request is one JSON text frame)
+    1007  invalid_json         the frame is not JSON, or nested too deeply
+    1008  validation_error     a field is missing or invalid (the reason says which)
+    1009  message_too_long     longer than CHAT_MAX_MESSAGE_CHARS
+                               (frames over 64 KiB are refused by the server itself)
     1013  too_many_streams, store_full, store_unavailable   no new reply can start now
     1008  conversation_not_found   the conversation is another subject's
+
+A ``last_event_id`` that names no token of a reply the caller may resume
+(malformed, unknown, expired, past the reply's end) gets one
+``resume_unavailable`` error event and 1000, as over HTTP.
 
 The token comes as a subprotocol, ``bearer.<token>``, beside ``chat.v1``
 (see app/auth.py). Without a valid one the handshake gets HTTP 403.
@@ -113,7 +117,9 @@ def _origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
-    await websocket.close(code=code, reason=reason.encode()[:123].decode(errors="ignore"))
+    # A client that already left needs no answer, and is no error (_send_reply).
+    with suppress(WebSocketDisconnect):
+        await websocket.close(code=code, reason=reason.encode()[:123].decode(errors="ignore"))
 
 
 def _binary_frame() -> Refused:
