@@ -21,6 +21,7 @@ TOKEN_DELAY_SECONDS = 0.05
 HEARTBEAT_SECONDS = 1.0
 RESUME_GRACE_SECONDS = 2.0
 SEND_TIMEOUT_SECONDS = 3.0
+WS_FIRST_FRAME_SECONDS = 2.0
 
 # Reads the worker's memory and the metrics from inside the API container:
 # /metrics is not routed by the proxy.

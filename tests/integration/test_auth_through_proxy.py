@@ -97,3 +97,33 @@ def test_tokens_never_reach_the_logs(stack: Stack) -> None:
     stdout, stderr = stack.compose.get_logs("nginx", "api")
     signature = stack.token.rsplit(".", 1)[1]
     assert signature not in stdout + stderr
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"sub": ""}, id="empty-sub"),
+        pytest.param({"exp": str(int(time.time()) + 3600)}, id="exp-numeric-string"),
+        pytest.param({"scope": ["profile chat:stream"]}, id="scope-list-with-spaces"),
+        pytest.param({"scope": "profile\tchat:stream"}, id="scope-tab-separated"),
+    ],
+)
+def test_claims_of_the_wrong_type_make_an_invalid_token(stack: Stack, overrides: dict[str, Any]) -> None:
+    # Each of these was served: RFC 7519 / RFC 8693 do not allow them.
+    response = post(stack, {"Authorization": f"Bearer {token_for(stack, **overrides)}"})
+    assert (response.status_code, response.json()) == (401, INVALID)
+    assert response.headers["www-authenticate"] == 'Bearer realm="chat", error="invalid_token"'
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param(b"{not json", "application/json", id="malformed-json"),  # was 400
+        pytest.param(b'{"message": "hi"}', "text/plain", id="text-plain"),  # was 415
+        pytest.param(b'{"message": 42}', "application/json", id="wrong-type"),
+    ],
+)
+def test_without_a_token_the_answer_is_401_whatever_the_body(stack: Stack, body: bytes, content_type: str) -> None:
+    response = requests.post(stack.url(), data=body, headers={"Content-Type": content_type}, timeout=10)
+    assert (response.status_code, response.json()) == (401, MISSING)
+    assert response.headers["www-authenticate"] == 'Bearer realm="chat"'

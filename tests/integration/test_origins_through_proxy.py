@@ -1,5 +1,10 @@
 """CORS and the WebSocket's Origin check, through nginx. compose.test.yaml
-allows https://app.example.com; the page's own origin is always allowed."""
+allows https://app.example.com; the page's own origin is always allowed. An
+origin is scheme, host and port: nginx passes the client's Host with its port
+(the published one, here a random free port) and the scheme it was reached by."""
+
+import ssl
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -36,3 +41,34 @@ def test_a_websocket_from_an_allowed_origin_is_served(stack: Stack, origin: str)
     with connect(stack.ws_url(), origin=Origin(page_origin), subprotocols=stack.ws_protocols()) as socket:
         socket.send('{"message": "hi"}')
         assert '"event":"start"' in str(socket.recv(timeout=10))
+
+
+def other_origin(stack: Stack, other: str) -> str:
+    """The page's host with another port or scheme."""
+    page = urlsplit(stack.url(path=""))
+    assert page.hostname is not None and page.port is not None
+    if other == "port":
+        return f"http://{page.hostname}:{page.port + 1 if page.port < 65535 else page.port - 1}"
+    return f"https://{page.hostname}:{page.port}"
+
+
+@pytest.mark.parametrize("other", ["port", "scheme"])
+def test_a_websocket_from_the_same_host_on_another_port_or_scheme_is_refused(stack: Stack, other: str) -> None:
+    # Same host name: the old check (host names only) let these in.
+    with pytest.raises(InvalidStatus) as refused:
+        connect(stack.ws_url(), origin=Origin(other_origin(stack, other)), subprotocols=stack.ws_protocols())
+    assert refused.value.response.status_code == 403
+
+
+def test_the_page_served_over_https_is_same_origin_with_its_websocket(stack: Stack) -> None:
+    page_origin = stack.https_url(path="")
+    url = stack.https_url(path="/api/chat/message/ws").replace("https://", "wss://", 1)
+    trust = ssl.create_default_context(cafile=stack.tls_certificate)
+    with connect(url, origin=Origin(page_origin), subprotocols=stack.ws_protocols(), ssl=trust) as socket:
+        socket.send('{"message": "hi"}')
+        assert '"event":"start"' in str(socket.recv(timeout=10))
+    # The same host and port over plain HTTP is another origin.
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, origin=Origin(page_origin.replace("https://", "http://", 1)), subprotocols=stack.ws_protocols(),
+                ssl=trust)  # fmt: skip
+    assert refused.value.response.status_code == 403

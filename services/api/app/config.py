@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     # The embedded "twin" token source: deterministic text with realistic pacing.
     twin_reply_tokens: int = Field(default=48, ge=1, le=100_000)
     twin_token_delay_seconds: float = Field(default=0.08, ge=0)
+    # A WebSocket that has sent no request frame this long after its upgrade
+    # is closed (1008 first_frame_timeout): it would otherwise hold a
+    # connection and a slot of the proxy's per-client limit for as long as it
+    # answers pings. The page sends its frame as soon as the socket opens.
+    ws_first_frame_seconds: float = Field(default=10.0, gt=0)
+
     # Browser origins allowed to call the API from another origin (CORS) and
     # to open the WebSocket, e.g. ["https://app.example.com"]. The page served
     # by this stack's own proxy is same-origin and needs no entry. Never "*".

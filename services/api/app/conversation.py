@@ -14,7 +14,7 @@ import anyio
 
 from app.auth import Principal
 from app.config import Settings
-from app.events import ChatEvent
+from app.events import ChatEvent, parse_event_id
 from app.replies import NotOwner, Reply, StoreFull, StoreUnavailable
 from app.reply_store import ReplyStore
 from app.streaming import events_for
@@ -53,8 +53,8 @@ async def open_reply(
     """The reply to stream and the first token index to send.
 
     ``(None, 0)`` means the Last-Event-ID names no reply this subject may
-    resume (unknown, expired, another conversation's or another subject's:
-    the answer does not tell which).
+    resume (malformed, unknown, expired, past the reply's end, another
+    conversation's or another subject's: the answer does not tell which).
     """
     try:
         if last_event_id is None:
@@ -66,10 +66,10 @@ async def open_reply(
                 message_id=f"msg_{uuid.uuid4().hex}",
             )
             return reply, 0
-        message_id, _, index = last_event_id.rpartition(":")
-        if not message_id or not index.isdigit():
+        event_id = parse_event_id(last_event_id)
+        if event_id is None:
             return None, 0
-        found = await store.open(message_id)
+        found = await store.open(event_id.message_id)
     except NotOwner as exc:
         # The same answer as for a conversation that does not exist.
         raise NOT_FOUND from exc
@@ -79,7 +79,21 @@ async def open_reply(
         raise UNAVAILABLE from exc
     if found is None or found.subject != subject or conversation_id not in (None, found.conversation_id):
         return None, 0
-    return found, int(index) + 1
+    if _past_the_end(found, event_id.token_index, store.limits.max_reply_tokens):
+        return None, 0
+    return found, event_id.token_index + 1
+
+
+def _past_the_end(reply: Reply, index: int, max_tokens: int) -> bool:
+    """Whether token ``index`` is one this reply will never have.
+
+    Known at once when the reply has ended, or past the tokens' bound. For a
+    reply still generating elsewhere this process's mirror may lag behind
+    what the client saw (writes are batched), so an index past its tokens is
+    not refused here: the stream says ``resume_unavailable`` if the reply
+    ends short of it (app.streaming.reply_events).
+    """
+    return index >= max_tokens or (reply.done and index >= len(reply.tokens))
 
 
 async def open_stream(

@@ -34,8 +34,17 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code, headers=exc.headers)
 
 
+def _unparseable_body(exc: HTTPException) -> bool:
+    """FastAPI's 400 for a body json.loads could not read other than by a
+    JSONDecodeError: nested past the recursion limit (RecursionError) or not
+    UTF-8 (UnicodeDecodeError). To the client it is invalid JSON all the same."""
+    return exc.status_code == 400 and isinstance(exc.__cause__, RecursionError | ValueError)
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if _unparseable_body(exc):
+        return JSONResponse(error_body("invalid_json", "The request body is not valid JSON."), status_code=400)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     access_log.note(error=code)
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)

@@ -19,8 +19,9 @@ The WebSocket fallback carries the same events, one JSON text frame each:
 """
 
 import json
+import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 from sse_starlette import JSONServerSentEvent, ServerSentEvent
@@ -50,8 +51,39 @@ class ErrorData(BaseModel):
     message: str
 
 
+# The shape of every message id this API makes (app.conversation): "msg_" and
+# a UUID4 in 32 lower-case hex digits. [0-9] and [a-f], not \d or \w: those
+# match other scripts' digits and letters too.
+MESSAGE_ID = re.compile(r"msg_[0-9a-f]{32}")
+# An index is at most 18 ASCII digits, without leading zeros (the form
+# token_event_id writes); whether the reply has that token is the store's to say.
+_EVENT_ID = re.compile(r"(msg_[0-9a-f]{32}):(0|[1-9][0-9]{0,17})")
+MAX_EVENT_ID_LENGTH = 4 + 32 + 1 + 18
+
+
+class EventId(NamedTuple):
+    message_id: str
+    token_index: int
+
+
 def token_event_id(message_id: str, index: int) -> str:
     return f"{message_id}:{index}"
+
+
+def parse_event_id(value: str) -> EventId | None:
+    """The id a client sends back (``Last-Event-ID``, ``last_event_id``), or
+    None when it is not exactly one this API writes.
+
+    The one parser of event ids, for both transports. Strict on purpose: the
+    id comes from the client, and lenient checks let through values such as
+    "msg_...:²" (``str.isdigit()`` is true, ``int()`` refuses it: a 500) or
+    Arabic-Indic digits (which ``int()`` reads). A None is answered with
+    ``resume_unavailable``, like an unknown id.
+    """
+    if len(value) > MAX_EVENT_ID_LENGTH:
+        return None
+    match = _EVENT_ID.fullmatch(value)
+    return EventId(match[1], int(match[2])) if match else None
 
 
 @dataclass(frozen=True)

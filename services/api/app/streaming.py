@@ -164,7 +164,12 @@ async def reply_events(
                     index += 1
                     ended.tokens += 1
                 if reply.done:
-                    if reply.failure is None:
+                    if index > len(reply.tokens):
+                        # The client claimed a token this reply never had
+                        # (app.conversation._past_the_end): no fake `end`.
+                        ended.outcome = "resume_unavailable"
+                        yield events.error("resume_unavailable", RESUME_UNAVAILABLE)
+                    elif reply.failure is None:
                         ended.outcome = "end" if reply.finish_reason == "stop" else reply.finish_reason
                         yield events.end(len(reply.tokens), reply.finish_reason)
                     else:

@@ -43,6 +43,8 @@ def test_the_length_limit_comes_from_settings(client: TestClient) -> None:
     ("content", "content_type", "status", "code"),
     [
         pytest.param(b"{not json", "application/json", 400, "invalid_json", id="malformed"),
+        pytest.param(b"[" * 10_000, "application/json", 400, "invalid_json", id="nested-10000-deep"),
+        pytest.param(b'{"message": "\xff"}', "application/json", 400, "invalid_json", id="not-utf-8"),
         pytest.param(b'{"message": "hi"}', "text/plain", 415, "unsupported_media_type", id="text-plain"),
         pytest.param(b'{"message": "hi"}', "application/json; charset=utf-8", 200, None, id="json-with-charset"),
         pytest.param(b'{"message": 42}', "application/json", 422, "validation_error", id="wrong-type"),
@@ -85,3 +87,4 @@ def test_openapi_declares_the_bearer_scheme(client: TestClient) -> None:
         "description": "A JWT with sub, exp, iss, aud and the chat:stream scope.",
     }
     assert document["paths"][URL]["post"]["security"] == [{"bearer": []}]
+    assert document["paths"]["/api/chat/message/{message_id}/stop"]["post"]["security"] == [{"bearer": []}]

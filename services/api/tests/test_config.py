@@ -10,6 +10,12 @@ def test_settings_read_the_chat_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.twin_reply_tokens, settings.heartbeat_seconds) == (7, 2.5)
 
 
+def test_the_websocket_first_frame_deadline_defaults_to_10_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().ws_first_frame_seconds == 10
+    monkeypatch.setenv("CHAT_WS_FIRST_FRAME_SECONDS", "2.5")
+    assert Settings().ws_first_frame_seconds == 2.5
+
+
 def test_production_is_the_default_and_faults_are_off() -> None:
     settings = Settings()
     assert settings.environment == "production"
@@ -33,7 +39,12 @@ def test_a_key_source_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("CHAT_MAX_MESSAGE_CHARS", "0"), ("CHAT_HEARTBEAT_SECONDS", "-1"), ("CHAT_ENVIRONMENT", "staging")],
+    [
+        ("CHAT_MAX_MESSAGE_CHARS", "0"),
+        ("CHAT_HEARTBEAT_SECONDS", "-1"),
+        ("CHAT_ENVIRONMENT", "staging"),
+        ("CHAT_WS_FIRST_FRAME_SECONDS", "0"),  # a WebSocket always has a deadline for its request
+    ],
 )
 def test_out_of_range_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)

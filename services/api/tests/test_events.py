@@ -63,3 +63,34 @@ def test_the_event_schema_names_each_event_and_its_data() -> None:
     token_data = shapes["token"]["properties"]["data"]
     assert token_data["contentMediaType"] == "application/json"
     assert token_data["contentSchema"]["required"] == ["index", "text"]
+
+
+MESSAGE_ID = "msg_" + "0123456789abcdef" * 2
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        pytest.param(f"{MESSAGE_ID}:0", (MESSAGE_ID, 0), id="first"),
+        pytest.param(f"{MESSAGE_ID}:47", (MESSAGE_ID, 47), id="an-index"),
+        pytest.param(f"{MESSAGE_ID}:{'9' * 18}", (MESSAGE_ID, 10**18 - 1), id="18-digits"),
+        pytest.param(f"{MESSAGE_ID}:{'9' * 19}", None, id="19-digits"),
+        pytest.param(f"{MESSAGE_ID}:²", None, id="superscript-two"),
+        pytest.param(f"{MESSAGE_ID}:٣", None, id="arabic-indic-three"),
+        pytest.param(f"{MESSAGE_ID}:\uff13", None, id="fullwidth-three"),
+        pytest.param(f"{MESSAGE_ID}:07", None, id="leading-zero"),
+        pytest.param(f"{MESSAGE_ID}:-1", None, id="negative"),
+        pytest.param(f"{MESSAGE_ID}:1\n", None, id="trailing-newline"),
+        pytest.param(f"{MESSAGE_ID}:", None, id="no-index"),
+        pytest.param(f"{MESSAGE_ID.upper()}:1", None, id="upper-case"),
+        pytest.param("msg_x:1", None, id="short-message-id"),
+        pytest.param("msg_" + "\u0660" * 32 + ":1", None, id="non-ascii-message-id"),
+        pytest.param(MESSAGE_ID, None, id="no-colon"),
+        pytest.param("", None, id="empty"),
+        pytest.param(f"{MESSAGE_ID}:{'1' * 100_000}", None, id="over-long"),
+    ],
+)
+def test_event_ids_are_parsed_strictly(value: str, parsed: tuple[str, int] | None) -> None:
+    assert events.parse_event_id(value) == parsed
+    if parsed is not None:
+        assert events.token_event_id(*parsed) == value  # exactly the ids the API writes

@@ -64,7 +64,59 @@ def test_websocket_origin_check(client: TestClient, token: str, origin: str | No
     else:
         with (
             pytest.raises(WebSocketDisconnect) as refused,
-            client.websocket_connect("/api/chat/message/ws", headers=headers),
+            # With a valid token: the origin alone must be the reason.
+            client.websocket_connect("/api/chat/message/ws", headers=headers, subprotocols=protocols),
+        ):
+            pass
+        assert refused.value.code == 1008
+
+
+@pytest.mark.parametrize(
+    ("url_scheme", "host", "origin", "accepted"),
+    [
+        # The page's own origin: the scheme the client used and the Host
+        # header, whose port may be absent (the scheme's default).
+        pytest.param("ws", "testserver", "http://testserver", True, id="same-origin"),
+        pytest.param("ws", "testserver:80", "http://testserver", True, id="host-with-default-port"),
+        pytest.param("ws", "testserver:8080", "http://testserver:8080", True, id="same-origin-other-port"),
+        pytest.param("wss", "testserver", "https://testserver", True, id="same-origin-https"),
+        pytest.param("wss", "testserver:8443", "https://testserver:8443", True, id="same-origin-https-port"),
+        pytest.param("ws", "TestServer:8080", "http://testserver:8080", True, id="host-in-upper-case"),
+        pytest.param("ws", "[::1]:8080", "http://[::1]:8080", True, id="ipv6"),
+        # Same host name, another origin: refused (they were let in).
+        pytest.param("ws", "testserver", "http://testserver:8080", False, id="other-port"),
+        pytest.param("ws", "testserver:8080", "http://testserver", False, id="other-port-default"),
+        pytest.param("ws", "testserver", "https://testserver", False, id="other-scheme"),
+        pytest.param("wss", "testserver", "http://testserver", False, id="http-page-to-https"),
+        pytest.param("wss", "testserver:8443", "https://testserver", False, id="behind-a-proxy-other-port"),
+        # Not an origin a browser sends: matches nothing.
+        pytest.param("ws", "testserver", "null", False, id="null"),
+        pytest.param("ws", "testserver", "http://testserver:80", False, id="default-port-spelled-out"),
+        pytest.param("ws", "testserver", "http://testserver/", False, id="with-a-path"),
+        pytest.param("ws", "testserver", "http://user@testserver", False, id="with-credentials"),
+        pytest.param("ws", "testserver", "ws://testserver", False, id="websocket-scheme"),
+        pytest.param("ws", "testserver", "http://testserver:99999", False, id="port-out-of-range"),
+        pytest.param("ws", "testserver:x", "http://testserver", False, id="malformed-host"),
+        # CHAT_CORS_ORIGINS entries match exactly, whatever the Host.
+        pytest.param("ws", "testserver", ALLOWED, True, id="allowlisted"),
+        pytest.param("ws", "testserver", ALLOWED + ":443", False, id="allowlisted-spelled-otherwise"),
+        pytest.param("ws", "testserver", "http://app.example.com", False, id="allowlisted-host-other-scheme"),
+    ],
+)
+def test_the_websocket_origin_is_scheme_host_and_port(
+    client: TestClient, token: str, url_scheme: str, host: str, origin: str, accepted: bool
+) -> None:
+    url = f"{url_scheme}://testserver/api/chat/message/ws"
+    headers = {"host": host, "origin": origin}
+    protocols = ["chat.v1", f"bearer.{token}"]
+    if accepted:
+        with client.websocket_connect(url, headers=headers, subprotocols=protocols) as ws:
+            ws.send_json({"message": "hi"})
+            assert ws.receive_json()["event"] == "start"
+    else:
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect(url, headers=headers, subprotocols=protocols),
         ):
             pass
         assert refused.value.code == 1008
