@@ -12,8 +12,11 @@ The truth, per case (a reply of 48 tokens written 50 ms apart):
   last 0.5 s before the close (the idle cases stall the reply for 3 s after
   token 10, with heartbeats every second: an idle timeout under 1 s cuts it);
 - held: over half of the tokens arrived together with the last one;
-- delayed: the largest delay a token suffered beyond the fastest one, which
-  passes when at most 100 ms (the probe's default --max-added-delay-ms).
+- delayed: how late the tokens came beyond the fastest one, at the 90th
+  percentile (a proxy that batches delays most tokens; a hiccup of this
+  test's own client, which shares two cores with the stack and runs four
+  cases at once, delays one or two), which passes when at most 100 ms (the
+  probe's default --max-added-delay-ms).
 """
 
 import json
@@ -35,6 +38,7 @@ CASES = [
     ("via-haproxy", 8081, "defaults", "hi"),
     ("via-haproxy", 8082, "compression gzip, text/event-stream", "hi"),
     ("via-haproxy", 8083, "timeout server 800ms", STALL),
+    ("via-haproxy", 8084, "option http-no-delay (the fix)", "hi"),
     ("via-varnish", 8081, "defaults (built-in VCL)", "hi"),
     ("via-varnish", 8082, "beresp.do_gzip = true", "hi"),
     ("via-varnish", 8083, "between_bytes_timeout 0.8s", STALL),
@@ -55,7 +59,7 @@ class Truth:
     complete: bool
     silence_before_close: float
     held: bool
-    delay: float  # the largest delay beyond the fastest token's (seconds)
+    delay: float  # beyond the fastest token's, at the 90th percentile (seconds)
     encoding: str | None
 
     @property
@@ -78,7 +82,7 @@ def truth(m: Measurement, message: str) -> Truth:
         complete=m.closing_event == "end",
         silence_before_close=m.total_seconds - last_read,
         held=bool(times) and sum(1 for t in times if times[-1] - t <= 0.05) > len(times) / 2,
-        delay=max(lateness) - min(lateness) if lateness else 0.0,
+        delay=sorted(lateness)[int(0.9 * (len(lateness) - 1))] - min(lateness) if lateness else 0.0,
         encoding=m.encoding,
     )
 
