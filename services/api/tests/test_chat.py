@@ -1,18 +1,9 @@
-import json
-
 import pytest
 from app.twin import reply_tokens
 from fastapi.testclient import TestClient
+from sse_body import parse
 
 URL = "/api/chat/message/stream"
-
-
-def parse(body: str) -> list[tuple[str, dict[str, object]]]:
-    events = []
-    for block in body.strip("\n").split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
-        events.append((fields["event"], json.loads(fields["data"])))
-    return events
 
 
 def test_stream_returns_the_whole_reply(client: TestClient) -> None:

@@ -10,6 +10,7 @@ import pytest
 from app.main import app
 from fastapi.testclient import TestClient
 from raw_asgi import post
+from sse_body import parse
 from starlette.websockets import WebSocketDisconnect
 
 URL = "/api/chat/message/stream"
@@ -23,14 +24,6 @@ RESUME_UNAVAILABLE = [
         },
     )
 ]
-
-
-def parse(body: str) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    for block in body.strip("\n").split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
-        events.append((fields["event"], json.loads(fields["data"])))
-    return events
 
 
 @pytest.fixture
