@@ -201,6 +201,46 @@ def test_requests_nginx_refuses_get_json(
     assert response.json() == expected
 
 
+def raw_request(stack: Stack, request: bytes) -> tuple[bytes, bytes]:
+    """Send bytes to the proxy as they are; (status line and headers, body)."""
+    address = urlsplit(stack.url())
+    assert address.hostname and address.port
+    with socket.create_connection((address.hostname, address.port), timeout=10) as raw:
+        raw.sendall(request)
+        answer = b"".join(iter(lambda: raw.recv(65536), b""))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_a_transfer_encoding_nginx_does_not_implement_gets_json(stack: Stack) -> None:
+    head, body = raw_request(
+        stack,
+        b"POST /api/chat/message/stream HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 501 Not Implemented"
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body)["error"]["code"] == "not_implemented"
+
+
+def test_a_refused_method_on_a_static_file_is_json_typed_as_json(stack: Stack) -> None:
+    response = requests.post(stack.url(path="/index.html"), timeout=10)
+    assert (response.status_code, response.headers["content-type"]) == (405, "application/json")
+    assert response.json() == {"error": {"code": "method_not_allowed", "message": "Method Not Allowed"}}
+
+
+def test_a_trailing_slash_is_404_json_not_a_redirect_to_the_clients_host(stack: Stack) -> None:
+    response = requests.post(
+        stack.url(path="/api/chat/message/stream/"),
+        json={"message": "hi"},
+        headers={**stack.auth, "Host": "evil.example"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert (response.status_code, response.json()) == (404, {"error": {"code": "not_found", "message": "Not Found"}})
+    assert "location" not in response.headers
+
+
 def test_a_failing_token_source_ends_the_stream_with_an_error_event(stack: Stack) -> None:
     # compose.test.yaml turns on the twin's fault hook: "/fail" raises after 3 tokens.
     m = clients.with_requests(stack.url(), {"message": "/fail please"}, headers=stack.auth)

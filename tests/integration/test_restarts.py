@@ -79,3 +79,30 @@ def test_a_killed_api_cuts_the_stream_and_the_proxy_answers_json_until_it_is_bac
     stack.compose_run("start", "api")
     stack.wait_until_serving()
     assert classify(clients.with_requests(stack.url(), {"message": "back?"}, headers=stack.auth)).kind is Kind.STREAMING
+
+
+def test_a_proxy_restart_lets_streams_in_flight_finish(stack: Stack) -> None:
+    """nginx stops gracefully (SIGQUIT, the image's STOPSIGNAL): a stream in
+    flight goes on to its end. The control: SIGTERM, nginx's fast shutdown,
+    cuts it (the Debian-based image did that on every restart)."""
+
+    def stop_after_5(command: list[str]):  # type: ignore[no-untyped-def]
+        def on_arrival(arrival: Arrival) -> None:
+            if arrival.event.id is not None and arrival.event.id.endswith(":4"):
+                stack.compose_run(*command)
+
+        return on_arrival
+
+    url = stack.url("proxy-edge")
+    graceful = clients.with_requests(
+        url, {"message": "hi"}, headers=stack.auth, on_arrival=stop_after_5(["restart", "proxy-edge"])
+    )
+    assert graceful.closing_event == "end" and len(graceful.events("token")) == 48
+    fast = clients.with_requests(
+        url,
+        {"message": "hi"},
+        headers=stack.auth,
+        on_arrival=stop_after_5(["kill", "--signal", "SIGTERM", "proxy-edge"]),
+    )
+    stack.compose_run("start", "proxy-edge")
+    assert fast.closing_event is None and len(fast.events("token")) < 48

@@ -4,12 +4,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from app import errors
 from app.access_log import AccessLogMiddleware
 from app.auth import Authenticator
 from app.config import Settings, get_settings
+from app.cors import JsonCorsMiddleware
 from app.memory_store import MemoryReplyStore
 from app.reply_store import ReplyLimits, ReplyStore
 from app.request_id import RequestIdMiddleware
@@ -63,12 +63,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/docs" if development else None,
         redoc_url=None,
         lifespan=lifespan,
+        # A trailing slash gets 404 JSON, not a redirect built from the
+        # client's Host header (which also loses the proxy's port).
+        redirect_slashes=False,
     )
     errors.install(app)
     # An explicit allowlist, no credentials (the API reads no cookies), and
     # only what a streaming client sends and reads.
     app.add_middleware(
-        CORSMiddleware,
+        JsonCorsMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["POST"],
         allow_headers=["Content-Type", "Authorization", "Last-Event-ID"],

@@ -79,3 +79,8 @@ def test_openapi_declares_the_bearer_scheme(client: TestClient) -> None:
     }
     assert document["paths"][URL]["post"]["security"] == [{"bearer": []}]
     assert document["paths"]["/api/chat/message/{message_id}/stop"]["post"]["security"] == [{"bearer": []}]
+
+
+def test_a_trailing_slash_is_404_json_not_a_redirect(client: TestClient) -> None:
+    response = client.post(URL + "/", json={"message": "hi"}, follow_redirects=False)
+    assert (response.status_code, response.json()) == (404, {"error": {"code": "not_found", "message": "Not Found"}})

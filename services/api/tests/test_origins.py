@@ -39,6 +39,17 @@ def test_another_origin_gets_none(client: TestClient) -> None:
     assert "access-control-allow-origin" not in preflight(client, "https://evil.example")
 
 
+def test_a_refused_preflight_is_json(client: TestClient) -> None:
+    response = client.options(
+        "/api/chat/message/stream",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert (response.status_code, response.headers["content-type"]) == (400, "application/json")
+    assert response.json() == {
+        "error": {"code": "cors_refused", "message": "This cross-origin request is not allowed (origin)."}
+    }
+
+
 @pytest.mark.parametrize("origin", ["*", "app.example.com", "https://app.example.com/path"])
 def test_only_explicit_origins_are_accepted(origin: str) -> None:
     with pytest.raises(ValidationError):
