@@ -43,6 +43,11 @@ scripts/build-base-images.sh
   echo "PYTHON_IMAGE=local/python-base:trixie"
   echo "NGINX_IMAGE=local/nginx-base:trixie"
   echo "VALKEY_IMAGE=local/valkey-base:trixie"
+  # make test's proxies (tests/integration/intermediaries/): Debian's packages.
+  echo "HAPROXY_IMAGE=local/python-base:trixie"
+  echo "VARNISH_IMAGE=local/python-base:trixie"
+  echo "CADDY_IMAGE=local/python-base:trixie"
+  echo "APACHE_BASE_IMAGE=local/python-base:trixie"
   # pip inside the builds trusts what this host trusts (a TLS-intercepting proxy's CA).
   if [[ -s /etc/ssl/certs/ca-certificates.crt ]] && ! grep -qs '^CA_BUNDLE=' .env; then
     echo "CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt"
