@@ -132,12 +132,12 @@ class ReplyStore(ABC):
             await asyncio.wait(tasks, timeout=drain_seconds)
         for message_id in list(self._tasks):
             self._cancel(message_id, SHUTDOWN)
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for timer in self._abandon_timers.values():
+            timer.cancel()
+        for check in self._checks:
+            check.cancel()
+        await asyncio.gather(*tasks, *self._checks, return_exceptions=True)
         await self._shutdown()
-
-    @property
-    def generating(self) -> int:
-        return len(self._tasks)
 
     # ---- what an implementation provides ------------------------------------
 
