@@ -7,6 +7,7 @@ from pathlib import Path
 
 import redis
 import requests
+import yaml
 from testcontainers.compose import DockerCompose
 from websockets.typing import Subprotocol
 
@@ -15,13 +16,29 @@ COMPOSE_FILES = ["compose.yaml", "tests/integration/compose.test.yaml"]
 STREAM_PATH = "/api/chat/message/stream"
 WEBSOCKET_PATH = "/api/chat/message/ws"
 
-# What compose.test.yaml configures the twin and the API to do.
-REPLY_TOKENS = 48
-TOKEN_DELAY_SECONDS = 0.05
-HEARTBEAT_SECONDS = 1.0
-RESUME_GRACE_SECONDS = 2.0
-SEND_TIMEOUT_SECONDS = 3.0
-WS_FIRST_FRAME_SECONDS = 2.0
+
+class _ComposeLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
+    """YAML with Compose's merge tags (!override, !reset) read as plain values."""
+
+
+for _tag in ("!override", "!reset"):
+    _ComposeLoader.add_constructor(
+        _tag,
+        lambda loader, node: (
+            loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else loader.construct_object(node)
+        ),
+    )
+
+# What compose.test.yaml configures the twin and the API to do, read from it
+# (one place for each value).
+_API = yaml.load((ROOT / COMPOSE_FILES[1]).read_text(), Loader=_ComposeLoader)["services"]["api"]["environment"]
+REPLY_TOKENS = int(_API["CHAT_TWIN_REPLY_TOKENS"])
+TOKEN_DELAY_SECONDS = float(_API["CHAT_TWIN_TOKEN_DELAY_SECONDS"])
+HEARTBEAT_SECONDS = float(_API["CHAT_HEARTBEAT_SECONDS"])
+RESUME_GRACE_SECONDS = float(_API["CHAT_RESUME_GRACE_SECONDS"])
+SEND_TIMEOUT_SECONDS = float(_API["CHAT_SEND_TIMEOUT_SECONDS"])
+WS_FIRST_FRAME_SECONDS = float(_API["CHAT_WS_FIRST_FRAME_SECONDS"])
+PRODUCER_LEASE_SECONDS = float(_API["CHAT_PRODUCER_LEASE_SECONDS"])
 
 # Reads the worker's memory and the metrics from inside the API container:
 # /metrics is not routed by the proxy.

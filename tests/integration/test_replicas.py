@@ -18,12 +18,12 @@ from app.twin import reply_tokens
 
 from streamcheck import resuming
 from streamcheck.resuming import Followed
-from tests.integration.stack import Stack
+from tests.integration.stack import PRODUCER_LEASE_SECONDS, Stack
 
 TOKENS, DELAY_MS = 100, 50  # each reply: 100 tokens, 50 ms apart (5 s)
 PACED = {"message": f"/pace {DELAY_MS} {TOKENS}"}
 EXPECTED = "".join(reply_tokens(TOKENS))
-LEASE = 1.0  # compose.test.yaml: CHAT_PRODUCER_LEASE_SECONDS
+LEASE = PRODUCER_LEASE_SECONDS
 STREAMS = 50
 
 
