@@ -78,8 +78,9 @@ class Settings(BaseSettings):
     # How long a finished reply stays available for resume.
     resume_ttl_seconds: float = Field(default=300.0, ge=0)
     # Replies a process generates at once (the memory store: keeps, finished
-    # ones included); past it new messages get 503. Bytes of text and tokens
-    # per reply: past either the reply ends with reply_too_large.
+    # ones included); past it new messages get 503. Bytes per reply (its
+    # text plus 80 bytes a token: what it takes in memory, app/replies.py)
+    # and tokens per reply: past either the reply ends with reply_too_large.
     max_replies: int = Field(default=1000, ge=1)
     max_reply_bytes: int = Field(default=1_048_576, ge=1024)
     max_reply_tokens: int = Field(default=100_000, ge=1)

@@ -35,7 +35,7 @@ from functools import cache
 from typing import ClassVar
 
 from app import metrics
-from app.replies import ABANDONED, SHUTDOWN, SOURCE_FAILED, TOO_LARGE, Failure, Reply, StoreFull
+from app.replies import ABANDONED, SHUTDOWN, SOURCE_FAILED, TOO_LARGE, Failure, Reply, StoreFull, cost
 from app.token_source import TokenSource
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class ReplyLimits:
     resume_grace: float  # seconds a reply keeps generating with no client
     resume_ttl: float  # seconds a finished reply stays resumable
     max_replies: int  # replies this process generates at once (memory store: keeps)
-    max_reply_bytes: int  # text per reply; past it the reply ends with reply_too_large
+    max_reply_bytes: int  # memory per reply (text + TOKEN_OVERHEAD a token); past it: reply_too_large
     max_reply_tokens: int  # tokens per reply, likewise
 
 
@@ -200,7 +200,7 @@ class ReplyStore(ABC):
             async with aclosing(source.stream(message)) as tokens:
                 async for text in tokens:
                     if (
-                        reply.size + len(text.encode()) > self.limits.max_reply_bytes
+                        reply.size + cost(text) > self.limits.max_reply_bytes
                         or len(reply.tokens) >= self.limits.max_reply_tokens
                     ):
                         failure = TOO_LARGE

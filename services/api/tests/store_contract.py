@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from app.replies import ABANDONED, SHUTDOWN, SOURCE_FAILED, TOO_LARGE, NotOwner, Reply, StoreFull
 from app.reply_store import ReplyLimits, ReplyStore
+from app.token_source import TokenSource
 from scripted_sources import ScriptedSource
 
 T = TypeVar("T")
@@ -23,7 +24,7 @@ DEFAULT_LIMITS: dict[str, Any] = {
     "resume_grace": 0.0,
     "resume_ttl": 60.0,
     "max_replies": 10,
-    "max_reply_bytes": 1024,
+    "max_reply_bytes": 1_048_576,
     "max_reply_tokens": 1000,
 }
 
@@ -55,7 +56,7 @@ class ReplyStoreContract:
         return asyncio.run(test())  # type: ignore[arg-type]
 
     async def start(
-        self, store: ReplyStore, source: ScriptedSource, *, subject: str = "alice", conversation_id: str | None = None
+        self, store: ReplyStore, source: TokenSource, *, subject: str = "alice", conversation_id: str | None = None
     ) -> Reply:
         return await store.start(
             source,

@@ -1,4 +1,5 @@
 import asyncio
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -69,3 +70,38 @@ def test_an_owner_is_forgotten_only_when_its_conversation_expires() -> None:
         await store.close(0)
 
     asyncio.run(run())
+
+
+def test_the_byte_bound_counts_what_a_reply_really_takes() -> None:
+    """Many tiny tokens: the bound stops the reply at its memory, not its text."""
+    import tracemalloc
+
+    limit = 256 * 1024
+
+    class Fresh:
+        """A source that makes each token as it goes, as a model's client does."""
+
+        closed = False
+
+        async def stream(self, message: str) -> AsyncGenerator[str, None]:
+            for i in range(100_000):
+                yield chr(0x600 + i % 200) + ""  # a new 2-byte (UTF-8) string each time
+                if i % 1000 == 0:
+                    await asyncio.sleep(0)
+
+    source = Fresh()
+
+    async def run() -> tuple[int, int]:
+        store = MemoryReplyStore(limits(max_reply_bytes=limit, max_reply_tokens=1_000_000), conversation_ttl=3600)
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        reply = await until_done(await TestMemoryStore().start(store, source))
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert reply.failure is not None and reply.failure.code == "reply_too_large"
+        return len(reply.tokens), held
+
+    tokens, held = asyncio.run(run())
+    print(f"\n{tokens} tokens of 2 bytes kept under a {limit} B bound; tracemalloc: {held} B")
+    assert tokens < limit / 80
+    assert held < 1.5 * limit, held  # the text alone would have let 131,072 tokens (~11 MB) in
