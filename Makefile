@@ -78,9 +78,9 @@ test: lint test-unit test-integration ## Everything: lint, unit, then integratio
 
 MODE ?= quick
 .PHONY: bench
-bench: venv ## Benchmark the stack: MODE=quick (about 3 minutes) or MODE=full; results in bench/results/
+bench: venv ## Benchmark the stack: MODE=quick (about 5 minutes) or MODE=full [ARGS=--only-stores]; results in bench/results/
 	$(PYTHON) -m pip install --quiet --requirement bench/requirements-host.txt
-	$(PYTHON) -m bench.run --mode $(MODE)
+	$(PYTHON) -m bench.run --mode $(MODE) $(ARGS)
 
 # The probe has an environment of its own with a handful of packages (not the
 # test toolchain), and prints only its report: no command echo, and the

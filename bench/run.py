@@ -135,8 +135,10 @@ def api_metrics(service: str = "api-memory") -> dict[str, float]:
 def store_clients(service: str) -> float:
     """Connections Valkey has open (every API process's pool, reader and stop channel)."""
     (container,) = compose("ps", "-q", service).stdout.split()
+    # valkey-cli 8.1 reads REDISCLI_AUTH (VALKEYCLI_AUTH only in later releases).
+    auth = 'VALKEYCLI_AUTH="$VALKEY_PASSWORD" REDISCLI_AUTH="$VALKEY_PASSWORD"'
     info = subprocess.run(
-        ["docker", "exec", container, "sh", "-c", 'VALKEYCLI_AUTH="$VALKEY_PASSWORD" valkey-cli info clients'],
+        ["docker", "exec", container, "sh", "-c", f"{auth} valkey-cli info clients"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return float(next(line.split(":")[1] for line in info.splitlines() if line.startswith("connected_clients:")))
@@ -198,9 +200,12 @@ def held_memory(
     return result
 
 
-def run(mode: str) -> dict[str, Any]:
+def run(mode: str, only_stores: bool = False) -> dict[str, Any]:
     size = SIZES[mode]
     results: dict[str, Any] = {"mode": mode, "machine": machine(), "goals": GOALS}
+    if only_stores:
+        results["stores"] = {name: store_figures(name, size) for name in DEPLOYMENTS}
+        return results
     print("latency added by nginx, per event ...", flush=True)
     results["latency"] = {
         f"{pairs}_streams": loadgen("latency", "--direct", API, "--proxied", NGINX, "--pairs", str(pairs))
@@ -323,7 +328,8 @@ def markdown(r: dict[str, Any]) -> str:
         "| measure | figure | goal | verdict |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in verdicts(r)]
+    if "latency" in r:
+        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in verdicts(r)]
     lines += [
         "",
         "Deployments side by side, each through its own nginx (the rows above measure the first one):",
@@ -340,7 +346,7 @@ def markdown(r: dict[str, Any]) -> str:
             f" {d['background_open']} | {d['held']} of {d['held_requested']} | {sum(kb.values()):.1f} KB ({parts}) |"
             f" {d['round_trips_per_token']:.3f} | {d['store_clients'] if d['store_clients'] is not None else '-'} |"
         )
-    cpu = [t["client_cpu_seconds"] for t in r["throughput"].values()]
+    cpu = [t["client_cpu_seconds"] for t in r.get("throughput", {}).values()]
     lines += [
         "",
         f"Load client CPU during the throughput runs: {', '.join(f'{c:.1f}' for c in cpu)} core-seconds.",
@@ -387,6 +393,7 @@ def plots(r: dict[str, Any], folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", choices=SIZES, default="quick")
+    parser.add_argument("--only-stores", action="store_true", help="only the deployments side by side")
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     args = parser.parse_args()
 
@@ -401,7 +408,7 @@ def main() -> None:
     TOKEN.append(compose("exec", "-T", "api", "python", "-m", "app.tokens", "--subject", "bench", "--ttl", "14400")
                  .stdout.strip())  # fmt: skip
     try:
-        results = run(args.mode)
+        results = run(args.mode, args.only_stores)
     finally:
         if not args.keep:
             compose("down", "--remove-orphans", check=False)
@@ -411,7 +418,8 @@ def main() -> None:
     (folder / "results.json").write_text(json.dumps(results, indent=2))
     report = markdown(results)
     (folder / "report.md").write_text(report)
-    plots(results, folder)
+    if "latency" in results:
+        plots(results, folder)
     print(report)
     print(f"written to {folder.relative_to(ROOT)}/ in {results['seconds']} s")
 
