@@ -75,6 +75,11 @@ class Stack:
         """The same over HTTPS (HTTP/2); verify with ``tls_certificate``."""
         return self._origin(service, 8443, "https") + path
 
+    def forget_ports(self, service: str) -> None:
+        """After a restart of ``service``: Docker may publish it on new host ports."""
+        for key in [key for key in self._origins if key[0] == service]:
+            del self._origins[key]
+
     def _origin(self, service: str, port: int, scheme: str) -> str:
         if (service, port) not in self._origins:
             host = self.compose.get_service_host(service, port)
