@@ -67,8 +67,17 @@ def test_the_page_served_over_https_is_same_origin_with_its_websocket(stack: Sta
     with connect(url, origin=Origin(page_origin), subprotocols=stack.ws_protocols(), ssl=trust) as socket:
         socket.send('{"message": "hi"}')
         assert '"event":"start"' in str(socket.recv(timeout=10))
-    # The same host and port over plain HTTP is another origin.
-    with pytest.raises(InvalidStatus) as refused:
-        connect(url, origin=Origin(page_origin.replace("https://", "http://", 1)), subprotocols=stack.ws_protocols(),
-                ssl=trust)  # fmt: skip
+    # The same host and port over plain HTTP is another origin. (Once in a
+    # full CI run this handshake got no answer within websockets' 10 s open
+    # timeout, which did not recur in 15 runs of its own: one more try, so
+    # that only a real answer, 403, passes.)
+    other = Origin(page_origin.replace("https://", "http://", 1))
+    for attempt in (1, 2):
+        try:
+            with pytest.raises(InvalidStatus) as refused:
+                connect(url, origin=other, subprotocols=stack.ws_protocols(), ssl=trust)
+            break
+        except TimeoutError:
+            if attempt == 2:
+                raise
     assert refused.value.response.status_code == 403
