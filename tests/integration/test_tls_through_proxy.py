@@ -155,3 +155,28 @@ def test_the_websocket_fallback_works_over_https(stack: Stack, trust: ssl.SSLCon
 
     assert m.status == 1000, m.failure
     assert len(m.times("token")) == REPLY_TOKENS
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        pytest.param("GET", "/", 200, id="page"),
+        pytest.param("GET", "/nothing-here", 404, id="proxy-404"),
+        pytest.param("TRACE", "/api/chat/message/stream", 405, id="proxy-405"),
+        pytest.param("POST", "/index.html", 405, id="static-405"),
+        pytest.param("GET", "/api/chat/message/stream", 405, id="api-405"),
+        pytest.param("POST", "/api/chat/message/stream", 401, id="api-401"),
+    ],
+)
+def test_each_header_comes_once_where_it_belongs(
+    stack: Stack, trust: ssl.SSLContext, method: str, path: str, status: int
+) -> None:
+    """Security headers on every response, once; the page's policies on the page only;
+    Allow once on every 405, whoever made it."""
+    response = requests.request(method, stack.https_url(path=path), verify=str(stack.tls_certificate), timeout=10)
+    assert response.status_code == status
+    raw = response.raw.headers
+    assert raw.getlist("x-content-type-options") == ["nosniff"]
+    assert raw.getlist("strict-transport-security") == ["max-age=63072000"]
+    assert bool(raw.getlist("content-security-policy")) == (path == "/")
+    assert len(raw.getlist("allow")) == (1 if status == 405 else 0)
