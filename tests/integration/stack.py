@@ -119,14 +119,19 @@ class Stack:
         finally:
             client.close()
 
-    def api_containers(self) -> list[str]:
-        """The ids of the API's running replicas."""
-        return self.compose_run("ps", "--quiet", "api").stdout.split()
+    def containers(self, service: str = "api") -> list[str]:
+        """The ids of a service's running containers (by default the API's replicas)."""
+        return self.compose_run("ps", "--quiet", service).stdout.split()
+
+    def container_of(self, served_by: str) -> str:
+        """The API replica whose host name (its container id) starts X-Served-By."""
+        (container,) = [c for c in self.containers() if served_by.startswith(c[:12])]
+        return container
 
     def _probe(self, what: str) -> list[str]:
         """The probe's output from every running API replica."""
         outputs = []
-        for container in self.api_containers():
+        for container in self.containers():
             done = subprocess.run(
                 ["docker", "exec", container, "python3", "-c", _PROBE, what], capture_output=True, text=True
             )

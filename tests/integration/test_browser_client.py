@@ -156,7 +156,7 @@ def test_the_page_finishes_a_reply_through_a_restart_of_the_replica_making_it(st
     )
     producer = str(client.hget(f"chat:reply:{message_id}", "producer"))
     client.close()
-    (container,) = [c for c in stack.api_containers() if producer.startswith(c[:12])]
+    container = stack.container_of(producer)
     subprocess.run(["docker", "restart", "--time", "30", container], check=True, capture_output=True)
 
     expect(page.locator("#state")).to_have_text(re.compile("^(done|failed)$"), timeout=30_000)

@@ -38,21 +38,11 @@ def wait_healthy(container: str, timeout: float = 60) -> None:
         time.sleep(0.25)
 
 
-def replicas(stack: Stack, service: str = "api") -> list[str]:
-    return stack.compose_run("ps", "--quiet", service).stdout.split()
-
-
-def container_of(stack: Stack, served_by: str, service: str = "api") -> str:
-    """The replica whose host name (its container id) starts X-Served-By."""
-    (container,) = [c for c in replicas(stack, service) if served_by.startswith(c[:12])]
-    return container
-
-
 def rolling_restart(stack: Stack, url: str, service: str) -> list[Followed]:
     """For each replica in turn: 50 streams in flight, then `docker restart` it
     (SIGTERM, drain, start) and wait until it is healthy again."""
     results: list[Followed] = []
-    for container in replicas(stack, service):
+    for container in stack.containers(service):
         with ThreadPoolExecutor(max_workers=STREAMS) as pool:
             futures = [pool.submit(resuming.follow, url, PACED, headers=stack.auth) for _ in range(STREAMS)]
             time.sleep(1.0)  # every stream is under way
@@ -66,7 +56,7 @@ def rolling_restart(stack: Stack, url: str, service: str) -> list[Followed]:
 def every_replica_running(stack: Stack) -> Iterator[None]:
     yield
     stack.compose_run("start", "api", "valkey")
-    for container in replicas(stack):
+    for container in stack.containers():
         wait_healthy(container)
     stack.wait_until_serving()
 
@@ -76,7 +66,7 @@ def test_new_streams_spread_over_every_replica(stack: Stack) -> None:
         requests.post(stack.url(), json={"message": "/pace 1 1"}, headers=stack.auth, timeout=10).headers["X-Served-By"]
         for _ in range(30)
     }
-    assert len(served_by) == len(replicas(stack)) >= 2, served_by
+    assert len(served_by) == len(stack.containers()) >= 2, served_by
 
 
 @pytest.mark.usefixtures("every_replica_running")
@@ -89,18 +79,18 @@ def test_nginx_follows_a_scale_up_and_down_without_a_restart(stack: Stack) -> No
             for _ in range(attempts)
         }
 
-    before = replicas(stack)
+    before = stack.containers()
     stack.compose_run("up", "--detach", "--wait", "--no-recreate", "--scale", "api=3", "api")
     try:
         deadline = time.monotonic() + 15  # nginx caches the name for 2 s
         while len(found := serving()) < 3:
             assert time.monotonic() < deadline, found
-        assert found == {c[:12] for c in replicas(stack)}
+        assert found == {c[:12] for c in stack.containers()}
     finally:
         stack.compose_run("up", "--detach", "--wait", "--no-recreate", "--scale", f"api={len(before)}", "api")
     # The removed replica gets no more streams, and no request fails meanwhile.
     deadline = time.monotonic() + 15
-    while (found := serving(20)) != {c[:12] for c in replicas(stack)}:
+    while (found := serving(20)) != {c[:12] for c in stack.containers()}:
         assert time.monotonic() < deadline, found
 
 
@@ -115,14 +105,14 @@ def test_a_rolling_restart_loses_no_token_and_resumes_on_another_process(stack: 
     lost = sum(TOKENS - len(r.tokens) for r in results)
     repeated = sum(r.repeated for r in results)
     print(
-        f"\nrolling restart of {len(replicas(stack))} replicas in {took:.1f} s, {len(results)} replies:"
+        f"\nrolling restart of {len(stack.containers())} replicas in {took:.1f} s, {len(results)} replies:"
         f" {len(resumed)} resumed ({len(elsewhere)} by another process), {lost} tokens lost, {repeated} repeated"
     )
     assert [r.closing_code for r in results] == ["end"] * len(results)
     assert all(r.text == EXPECTED for r in results)
     assert (lost, repeated) == (0, 0)
     # The restarts did hit replies in flight, and their rest came from another process.
-    assert len(elsewhere) >= len(replicas(stack)), (len(resumed), len(elsewhere))
+    assert len(elsewhere) >= len(stack.containers()), (len(resumed), len(elsewhere))
 
 
 def test_negative_control_with_replies_in_memory_the_same_restart_loses_replies(stack: Stack) -> None:
@@ -154,7 +144,7 @@ def test_followers_of_a_killed_replica_get_reply_interrupted_within_the_lease(st
             break
         follower.close()
     assert follower.headers["X-Served-By"] != producer
-    docker("kill", "--signal", "KILL", container_of(stack, producer))
+    docker("kill", "--signal", "KILL", stack.container_of(producer))
     killed = time.perf_counter()
     events = [line for line in follower.iter_lines() if line.startswith((b"event:", b"data:"))]
     told = time.perf_counter() - killed
@@ -184,7 +174,7 @@ def test_a_valkey_outage_ends_streams_with_an_error_refuses_new_ones_then_heals(
         {"error": {"code": "store_unavailable", "message": "The reply store is unavailable. Retry shortly."}},
     )
     stack.compose_run("start", "valkey")
-    (valkey,) = replicas(stack, "valkey")
+    (valkey,) = stack.containers("valkey")
     wait_healthy(valkey)
     healed, attempts = time.perf_counter(), 1
     while (back := resuming.follow(stack.url(), PACED, headers=stack.auth, max_connections=1)).closing_code != "end":
@@ -213,7 +203,7 @@ def test_stop_from_another_replica_ends_every_follower_with_stopped(stack: Stack
     producer = first.headers["X-Served-By"]
     lines = first.iter_lines()
     message_id = json.loads(next(line for line in lines if line.startswith(b"data:"))[5:])["message_id"]
-    (other,) = [c for c in replicas(stack) if not producer.startswith(c[:12])][:1]
+    (other,) = [c for c in stack.containers() if not producer.startswith(c[:12])][:1]
     path = f"/api/chat/message/{urllib.parse.quote(message_id)}/stop"
 
     # Another subject, and an unknown id, get the same 404.

@@ -213,8 +213,8 @@ class ValkeyReplyStore(ReplyStore):
     # ---- lifecycle ----------------------------------------------------------
 
     async def begin(self) -> None:
-        with_logging = [self._write_loop(), self._read_loop(), self._lease_loop(), self._stop_loop()]
-        self._background = [asyncio.get_running_loop().create_task(c) for c in with_logging]
+        loops = [self._write_loop(), self._read_loop(), self._lease_loop(), self._stop_loop()]
+        self._background = [asyncio.get_running_loop().create_task(loop) for loop in loops]
         try:
             await self._renew_lease()
         except UNREACHABLE:

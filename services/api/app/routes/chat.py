@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from app.conversation import Refused, open_stream
+from app.conversation import UNAVAILABLE, Refused, open_stream
 from app.deps import AuthenticatedRoute, PrincipalDep, SettingsDep, SourceDep, StoreDep
 from app.errors import ApiError
 from app.events import MESSAGE_ID, heartbeat, sse_event_schema
@@ -156,5 +156,5 @@ async def stop_message(
                 return JSONResponse(StopResult(message_id=message_id, status="finished").model_dump(), status_code=200)
             await store.stop(reply)
     except StoreUnavailable as exc:
-        raise ApiError(503, "store_unavailable", "The reply store is unavailable. Retry shortly.") from exc
+        raise ApiError(UNAVAILABLE.status, UNAVAILABLE.code, UNAVAILABLE.message) from exc
     return StopResult(message_id=message_id, status="stopping")
