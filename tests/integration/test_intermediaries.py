@@ -15,8 +15,11 @@ The truth, per case (a reply of 48 tokens written 50 ms apart):
 - delayed: how late the tokens came beyond the fastest one, at the 90th
   percentile (a proxy that batches delays most tokens; a hiccup of this
   test's own client, which shares two cores with the stack and runs four
-  cases at once, delays one or two), which passes when at most 100 ms (the
-  probe's default --max-added-delay-ms).
+  cases at once, delays one or two): progressive up to 80 ms, batched from
+  150 ms; in between the measurement cannot tell the probe's 100 ms limit
+  (--max-added-delay-ms) from this client's own noise, and either verdict
+  is accepted (110 ms was once measured for Apache's defaults, which
+  measure 8-47 ms otherwise).
 """
 
 import json
@@ -51,7 +54,9 @@ CASES = [
     ("via-caddy", 8083, "transport read_timeout 800ms", STALL),
     ("via-caddy", 8084, "flush_interval 1s", "hi"),
 ]
-PASSING_DELAY = 0.100  # seconds: the probe's default --max-added-delay-ms
+# Seconds: around the probe's default --max-added-delay-ms (100 ms), the band
+# within which this test's own timing noise makes the truth undecided.
+PROGRESSIVE, BATCHED = 0.080, 0.150
 
 
 @dataclass
@@ -68,7 +73,9 @@ class Truth:
             return "cut after a silence" if self.silence_before_close >= 0.5 else "cut"
         if self.held:
             return "held, compressed" if self.encoding else "held"
-        return "progressive" if self.delay <= PASSING_DELAY else "batched"
+        if self.delay <= PROGRESSIVE:
+            return "progressive"
+        return "batched" if self.delay >= BATCHED else "undecided"
 
 
 def truth(m: Measurement, message: str) -> Truth:
@@ -89,13 +96,14 @@ def truth(m: Measurement, message: str) -> Truth:
 
 # What the probe must say for each truth: its headline verdict (any of these),
 # every cause it must list, and its exit status.
-EXPECTED: dict[str, tuple[set[str], list[str], int]] = {
-    "progressive": ({"streaming", "coalesced"}, [], 0),
-    "batched": ({"coalesced"}, [], 1),
-    "held": ({"buffered"}, [], 1),
-    "held, compressed": ({"compressed"}, ["compressed", "buffered"], 1),
-    "cut after a silence": ({"idle_timeout"}, [], 1),
-    "cut": ({"cut"}, [], 1),
+EXPECTED: dict[str, tuple[set[str], list[str], set[int]]] = {
+    "progressive": ({"streaming", "coalesced"}, [], {0}),
+    "undecided": ({"streaming", "coalesced"}, [], {0, 1}),
+    "batched": ({"coalesced"}, [], {1}),
+    "held": ({"buffered"}, [], {1}),
+    "held, compressed": ({"compressed"}, ["compressed", "buffered"], {1}),
+    "cut after a silence": ({"idle_timeout"}, [], {1}),
+    "cut": ({"cut"}, [], {1}),
 }
 
 
@@ -141,7 +149,7 @@ def test_the_probe_agrees_with_the_measured_truth(
     headlines, causes, exit_code = EXPECTED[t.label]
     assert report["verdict"] in headlines, (t, report["reason"])
     assert report["verdicts"][: len(causes)] == causes, (t, report["verdicts"])
-    assert code == exit_code, (t, report["reason"])
+    assert code in exit_code, (t, report["reason"])
 
 
 def test_the_cases_cover_every_kind_of_failure(
