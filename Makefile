@@ -47,6 +47,26 @@ token: ## Print a bearer token for the running stack: make token [SUBJECT=demo] 
 down: ## Stop and remove the stack
 	docker compose down --remove-orphans
 
+# Docker Swarm: the same images and settings, deployed as a stack
+# (deploy/swarm/). The stack file is written to a private temporary file and
+# removed: it holds the secrets from .env.
+STACK ?= chat-stream
+.PHONY: swarm-up
+swarm-up: ## Deploy the stack on Docker Swarm (run `docker swarm init` once first): make swarm-up [STACK=chat-stream]
+	scripts/base-images.sh
+	scripts/dev-credentials.sh
+	scripts/dev-certificate.sh
+	docker compose build
+	@file="$$(mktemp)"; trap 'rm -f "$$file"' EXIT; \
+	python3 deploy/swarm/stack.py >"$$file" && \
+	docker stack deploy --resolve-image never --prune --compose-file "$$file" '$(STACK)'
+	@echo "Tasks start in a few seconds: docker stack services $(STACK)"
+	@echo "A token: docker exec \$$(docker ps -q -f label=com.docker.swarm.service.name=$(STACK)_api | head -n 1) python -m app.tokens --subject demo"
+
+.PHONY: swarm-down
+swarm-down: ## Remove the Swarm stack: make swarm-down [STACK=chat-stream]
+	docker stack rm '$(STACK)'
+
 .PHONY: logs
 logs: ## Follow the stack's logs
 	docker compose logs --follow
@@ -63,7 +83,7 @@ venv: $(VENV)/.installed ## Create .venv with the pinned test dependencies
 .PHONY: lint
 lint: venv ## Type-check (mypy --strict) and lint (ruff)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy services/api/app streamcheck tests services/api/tests bench
+	$(VENV)/bin/mypy services/api/app streamcheck tests services/api/tests bench deploy
 
 .PHONY: test-unit
 test-unit: venv ## Unit tests, in-process, no Docker
