@@ -95,7 +95,9 @@ def test_a_client_leaving_closes_the_source_when_there_is_no_grace() -> None:
     async def leave_after_two() -> None:
         replies = store(grace=0)
         reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
-        stream = reply_events(replies, reply, arrived(), from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0)
+        stream = reply_events(
+            replies, reply, arrived(), from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0
+        )
         await anext(stream)
         await anext(stream)
         await stream.aclose()  # what the server does when the client goes away
@@ -139,7 +141,9 @@ def test_a_reader_that_takes_nothing_is_dropped_after_the_send_timeout(caplog: p
     async def run() -> float:
         replies = store(grace=0)
         reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
-        stream = reply_events(replies, reply, arrived(), from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0)
+        stream = reply_events(
+            replies, reply, arrived(), from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0
+        )
         response = EventStreamResponse(stream, send_timeout=0.2, ping=0)
         never = asyncio.Event()
 
