@@ -84,6 +84,10 @@ lint: venv ## Type-check (mypy --strict) and lint (ruff)
 test-unit: venv ## Unit tests, in-process, no Docker
 	$(PYTHON) -m pytest services/api/tests tests/unit
 
+.PHONY: kube-check
+kube-check: venv ## Render every Kubernetes overlay and check it (schemas, policies); no cluster (part of test-unit)
+	$(PYTHON) -m pytest tests/unit/test_kubernetes_manifests.py
+
 .PHONY: test-integration
 test-integration: venv ## Integration tests against the real stack (Docker Compose)
 	$(PYTHON) -m pytest tests/integration

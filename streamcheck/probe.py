@@ -43,7 +43,7 @@ FIXES = {
     ),
     Kind.BUFFERED: (
         "An intermediary holds the response until a buffer fills or the reply ends. nginx: `proxy_buffering off` "
-        "in the streaming location only (services/nginx/snippets/streaming.conf), and do not ignore "
+        "in the streaming location only (services/nginx/snippets/location/streaming.conf), and do not ignore "
         "X-Accel-Buffering. AWS ALB/CloudFront or a CDN: see the README's guidance for intermediaries; "
         "if it cannot be configured, use the WebSocket fallback (/api/chat/message/ws)."
     ),

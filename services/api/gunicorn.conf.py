@@ -45,7 +45,7 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE") or "75")
 # only from the proxy on the compose network, so the default trusts any peer;
 # narrow it to the proxy's address when the network is shared. The proxy
 # sends X-Forwarded-For as one address it has verified (nginx's
-# snippets/proxy_headers.conf and real_ip.conf), never a client's own claim.
+# snippets/location/proxy_headers.conf and real_ip.conf), never a client's own claim.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "*"
 
 # Logs go to the container's stderr. The access lines come from the app

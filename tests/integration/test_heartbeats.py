@@ -1,5 +1,5 @@
 """A silent stream (a model thinking) survives a proxy's idle timeout only
-because of heartbeats: the proxy here gives up after 2 s of silence."""
+because of heartbeats: the proxies here give up after 2 s of silence."""
 
 from streamcheck import clients
 from streamcheck.timing import Kind, classify
@@ -18,8 +18,7 @@ def test_heartbeats_carry_a_silent_stream_past_the_proxy_timeout(stack: Stack) -
 
 
 def test_without_heartbeats_the_same_silence_cuts_the_stream(stack: Stack) -> None:
-    url = stack.url("proxy-short-timeout", "/no-heartbeat/api/chat/message/stream")
-    m = clients.with_requests(url, PAYLOAD, headers=stack.auth)
+    m = clients.with_requests(stack.url("proxy-no-heartbeat"), PAYLOAD, headers=stack.auth)
 
     assert classify(m).kind is Kind.IDLE_TIMEOUT, classify(m)
     assert [e.event for e in m.events()] == ["start"]

@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 
 from tests.integration.stack import Stack
 
-# snippets/stream_limits.conf as shipped.
+# snippets/location/stream_limits.conf as shipped.
 MAX_STREAMS = 10
 BURST = 20
 

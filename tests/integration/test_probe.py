@@ -10,8 +10,6 @@ import pytest
 
 from tests.integration.stack import ROOT, STREAM_PATH, Stack
 
-NO_HEARTBEAT_PATH = "/no-heartbeat/api/chat/message/stream"
-
 
 def probe(*args: str) -> tuple[int, str]:
     command = [sys.executable, "-m", "streamcheck.probe", *args]
@@ -31,7 +29,7 @@ def probe_json(*args: str) -> tuple[int, dict[str, Any]]:
         pytest.param("nginx", STREAM_PATH, "hi", "streaming", 0, id="our-proxy"),
         pytest.param("proxy-buffering", STREAM_PATH, "hi", "buffered", 1, id="default-proxying"),
         pytest.param("proxy-gzip", STREAM_PATH, "hi", "compressed", 1, id="gzip"),
-        pytest.param("proxy-short-timeout", NO_HEARTBEAT_PATH, "/pause 5", "idle_timeout", 1, id="idle-timeout"),
+        pytest.param("proxy-no-heartbeat", STREAM_PATH, "/pause 5", "idle_timeout", 1, id="idle-timeout"),
         pytest.param("proxy-short-timeout", STREAM_PATH, "/pause 5", "streaming", 0, id="heartbeats-survive"),
         pytest.param("nginx", STREAM_PATH, "/fail", "error", 1, id="source-fails"),
     ],

@@ -21,7 +21,7 @@ DOWN_ANSWERS = [
     (504, {"error": {"code": "upstream_timeout", "message": "The chat service did not answer in time."}}),
 ]
 STOP_GRACE_SECONDS = 30  # compose.yaml: stop_grace_period
-PROXY_CONNECT_TIMEOUT_SECONDS = 2  # services/nginx/snippets/proxy_headers.conf
+PROXY_CONNECT_TIMEOUT_SECONDS = 2  # services/nginx/snippets/location/proxy_headers.conf
 
 
 @pytest.fixture

@@ -98,7 +98,7 @@ def _page_origin(websocket: WebSocket) -> Origin | None:
     the scheme the client used, and the Host header, whose port may be left
     out when it is the scheme's default (and is then normalised to it).
     Behind a proxy this needs the client's Host with its port (nginx's
-    $http_host, not $host: snippets/proxy_headers.conf)."""
+    $http_host, not $host: snippets/location/proxy_headers.conf)."""
     scheme = _PAGE_SCHEMES.get(websocket.scope.get("scheme", ""))
     host = urlsplit("//" + websocket.headers.get("host", ""))
     try:
