@@ -16,12 +16,20 @@ STREAM_URL := http://localhost:$(HTTP_PORT)/api/chat/message/stream
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# `make up OBSERVE=1` adds Prometheus and the exporters (compose profile
+# "observe"); GRAFANA=1 adds Grafana too (profile "grafana", official image only).
+ifneq ($(GRAFANA),)
+OBSERVE := 1
+endif
+PROFILES := $(if $(OBSERVE),--profile observe) $(if $(GRAFANA),--profile grafana)
+export OBSERVE
+
 .PHONY: up
-up: ## Build and start the stack, wait until healthy, print a demo token and how to try it
+up: ## Build and start the stack, wait until healthy, print a demo token and how to try it [OBSERVE=1] [GRAFANA=1]
 	scripts/base-images.sh
 	scripts/dev-credentials.sh
 	scripts/dev-certificate.sh
-	docker compose up --detach --build --wait
+	docker compose $(PROFILES) up --detach --build --wait
 	@http="$$(docker compose port nginx 8080 | sed 's/.*://')"; https="$$(docker compose port nginx 8443 | sed 's/.*://')"; \
 	token="$$($(MINT) --subject demo --ttl 86400)"; \
 	echo; \
@@ -33,6 +41,13 @@ up: ## Build and start the stack, wait until healthy, print a demo token and how
 	echo "  curl -N -X POST http://localhost:$$http/api/chat/message/stream -H 'Content-Type: application/json' -H 'Authorization: Bearer '$$token -d '{\"message\": \"Hello, twin\"}'"; \
 	echo "  (over HTTPS: https://localhost:$$https/api/chat/message/stream with --cacert certs/tls.crt)"; \
 	echo
+	@if [ -n "$(OBSERVE)" ]; then \
+	  echo "Prometheus (graphs, alerts, targets): http://$$(docker compose $(PROFILES) port prometheus 9090)"; \
+	fi
+	@if [ -n "$(GRAFANA)" ]; then \
+	  echo "Grafana (the chat-stream dashboard; admin password in .env): http://$$(docker compose $(PROFILES) port grafana 3000)"; \
+	  echo; \
+	fi
 
 # Mints a token inside a running API container (with the stack's own secret).
 MINT := docker compose exec -T api python -m app.tokens
@@ -44,8 +59,8 @@ token: ## Print a bearer token for the running stack: make token [SUBJECT=demo] 
 	@$(MINT) --subject '$(SUBJECT)' --ttl '$(TTL)'
 
 .PHONY: down
-down: ## Stop and remove the stack
-	docker compose down --remove-orphans
+down: ## Stop and remove the stack (with its observe and grafana services)
+	docker compose --profile observe --profile grafana down --remove-orphans
 
 # Docker Swarm: the same images and settings, deployed as a stack
 # (deploy/swarm/). The stack file is written to a private temporary file and

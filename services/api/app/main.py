@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app import errors
+from app import errors, tracing
 from app.access_log import AccessLogMiddleware
 from app.auth import Authenticator
 from app.config import Settings, get_settings
@@ -24,10 +24,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await store.begin()
     app.state.replies = store
     app.state.authenticator = Authenticator(settings)
+    tracing.configure(settings)
     yield
     # After the server stopped accepting and its streams ended (server_shutdown):
     # replies in flight finish into a shared store, up to the drain deadline.
     await store.close(settings.drain_seconds)
+    tracing.shutdown()
 
 
 def make_store(settings: Settings) -> ReplyStore:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from app.replies import NotOwner, Reply, StoreFull
-from app.reply_store import ReplyLimits, ReplyStore, process_id
+from app.reply_store import ReplyLimits, ReplyStore
 
 
 class MemoryReplyStore(ReplyStore):
@@ -43,7 +43,7 @@ class MemoryReplyStore(ReplyStore):
         # Every check passed: only now is anything recorded.
         self._owners[conversation_id] = (subject, now + self._conversation_ttl)
         self._owners.move_to_end(conversation_id)
-        return Reply(conversation_id=conversation_id, message_id=message_id, subject=subject, producer=process_id())
+        return Reply(conversation_id=conversation_id, message_id=message_id, subject=subject, producer=self.process)
 
     def _local(self, message_id: str) -> Reply | None:
         reply = self._replies.get(message_id)

@@ -35,7 +35,19 @@ from functools import cache
 from typing import ClassVar
 
 from app import metrics
-from app.replies import ABANDONED, SHUTDOWN, SOURCE_FAILED, TOO_LARGE, Failure, Reply, StoreFull, cost
+from app.replies import (
+    ABANDONED,
+    INTERRUPTED,
+    SHUTDOWN,
+    SOURCE_FAILED,
+    STORE_FULL,
+    STORE_UNAVAILABLE,
+    TOO_LARGE,
+    Failure,
+    Reply,
+    StoreFull,
+    cost,
+)
 from app.token_source import TokenSource
 
 logger = logging.getLogger(__name__)
@@ -59,6 +71,23 @@ class ReplyLimits:
 
 _STOPPED = Failure("stopped", "")  # a cancellation reason, not a failure: the reply ends with `end`
 
+# Why a token source was closed before its end (chat_upstream_cancels_total).
+_CANCEL_REASONS = {
+    _STOPPED: "stopped",
+    ABANDONED: "abandoned",
+    SHUTDOWN: "shutdown",
+    TOO_LARGE: "too_large",
+    STORE_UNAVAILABLE: "store",
+    STORE_FULL: "store",
+    INTERRUPTED: "store",
+}
+
+
+def source_name(source: TokenSource) -> str:
+    """The ``source`` label of the upstream metrics: the source's ``name``, or its class."""
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else type(source).__name__.lower()
+
 
 class ReplyStore(ABC):
     # Whether replies outlive this process (and a drain on shutdown is useful).
@@ -67,6 +96,8 @@ class ReplyStore(ABC):
     def __init__(self, limits: ReplyLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
         self._clock = clock
+        # The process generating the replies started here (Reply.producer).
+        self.process = process_id()
         # Replies this process holds: the ones it generates, and mirrors of
         # replies generated elsewhere that its clients follow.
         self._replies: dict[str, Reply] = {}
@@ -195,6 +226,8 @@ class ReplyStore(ABC):
 
     async def _generate(self, reply: Reply, source: TokenSource, message: str) -> None:
         metrics.RUNNING_GENERATIONS.inc()
+        name = source_name(source)
+        metrics.UPSTREAM_REQUESTS.labels(name).inc()
         failure: Failure | None = SHUTDOWN
         try:
             async with aclosing(source.stream(message)) as tokens:
@@ -219,6 +252,8 @@ class ReplyStore(ABC):
             failure = SOURCE_FAILED
         finally:
             metrics.RUNNING_GENERATIONS.dec()
+            if failure in _CANCEL_REASONS:
+                metrics.UPSTREAM_CANCELS.labels(name, _CANCEL_REASONS[failure]).inc()
             self._tasks.pop(reply.message_id, None)  # its slot is free from now on
             self._end(reply, failure)
 
