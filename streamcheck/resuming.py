@@ -83,3 +83,33 @@ def follow(
                 pass  # cut: reconnect, as a browser does
             time.sleep(retry_ms / 1000)
     return followed
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a set of followed replies of ``tokens`` tokens each lost or repeated."""
+
+    replies: int
+    resumed: int  # replies served by more than one connection
+    elsewhere: int  # of those, by more than one process
+    lost: int  # tokens never received
+    repeated: int  # tokens received twice
+    failed: list[tuple[str | None, list[int], list[str], int]]  # closing code, statuses, served by, tokens
+
+    def __str__(self) -> str:
+        return (
+            f"{self.replies} replies: {self.resumed} resumed ({self.elsewhere} by another process),"
+            f" {self.lost} tokens lost, {self.repeated} repeated, {len(self.failed)} not ended by `end`"
+        )
+
+
+def tally(results: list[Followed], tokens: int) -> Tally:
+    resumed = [r for r in results if len(r.served_by) > 1]
+    return Tally(
+        replies=len(results),
+        resumed=len(resumed),
+        elsewhere=sum(1 for r in resumed if len(set(r.served_by)) > 1),
+        lost=sum(tokens - len(r.tokens) for r in results),
+        repeated=sum(r.repeated for r in results),
+        failed=[(r.closing_code, r.statuses, r.served_by, len(r.tokens)) for r in results if r.closing_code != "end"],
+    )

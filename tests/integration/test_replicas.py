@@ -100,19 +100,13 @@ def test_a_rolling_restart_loses_no_token_and_resumes_on_another_process(stack: 
     results = rolling_restart(stack, stack.url(), "api")
     took = time.perf_counter() - started
 
-    resumed = [r for r in results if len(r.served_by) > 1]
-    elsewhere = [r for r in resumed if len(set(r.served_by)) > 1]
-    lost = sum(TOKENS - len(r.tokens) for r in results)
-    repeated = sum(r.repeated for r in results)
-    print(
-        f"\nrolling restart of {len(stack.containers())} replicas in {took:.1f} s, {len(results)} replies:"
-        f" {len(resumed)} resumed ({len(elsewhere)} by another process), {lost} tokens lost, {repeated} repeated"
-    )
-    assert [r.closing_code for r in results] == ["end"] * len(results)
+    counted = resuming.tally(results, TOKENS)
+    print(f"\nrolling restart of {len(stack.containers())} replicas in {took:.1f} s, {counted}")
+    assert not counted.failed, counted.failed[:5]
     assert all(r.text == EXPECTED for r in results)
-    assert (lost, repeated) == (0, 0)
+    assert (counted.lost, counted.repeated) == (0, 0)
     # The restarts did hit replies in flight, and their rest came from another process.
-    assert len(elsewhere) >= len(stack.containers()), (len(resumed), len(elsewhere))
+    assert counted.elsewhere >= len(stack.containers()), counted
 
 
 def test_negative_control_with_replies_in_memory_the_same_restart_loses_replies(stack: Stack) -> None:

@@ -162,21 +162,14 @@ def test_a_rolling_update_loses_no_token(swarm: Swarm, stack: Stack) -> None:
         results = [f.result() for f in futures]
 
     after = tasks(swarm.name)
-    resumed = [r for r in results if len(r.served_by) > 1]
-    elsewhere = [r for r in resumed if len(set(r.served_by)) > 1]
-    lost = sum(TOKENS - len(r.tokens) for r in results)
-    repeated = sum(r.repeated for r in results)
-    print(
-        f"\nswarm rolling update of {len(before)} tasks in {took:.1f} s, {len(results)} replies:"
-        f" {len(resumed)} resumed ({len(elsewhere)} by another task), {lost} tokens lost, {repeated} repeated"
-    )
+    counted = resuming.tally(results, TOKENS)
+    print(f"\nswarm rolling update of {len(before)} tasks in {took:.1f} s, {counted}")
     assert not before & after, "the update replaced no task"
-    failed = [(r.closing_code, r.statuses, r.served_by, len(r.tokens)) for r in results if r.closing_code != "end"]
-    assert not failed, failed[:5]
+    assert not counted.failed, counted.failed[:5]
     assert all(r.text == EXPECTED for r in results)
-    assert (lost, repeated) == (0, 0)
+    assert (counted.lost, counted.repeated) == (0, 0)
     # The update did cut replies in flight, and their rest came from another task.
-    assert len(elsewhere) >= len(before), (len(resumed), len(elsewhere))
+    assert counted.elsewhere >= len(before), counted
 
 
 def test_the_services_are_compose_yaml_with_the_swarm_overlay(swarm: Swarm) -> None:
