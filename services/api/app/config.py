@@ -18,12 +18,21 @@ PLACEHOLDER_KEYS = PLACEHOLDER_SECRETS | {"sk-...", "sk-xxx", "your-api-key", "a
 def _placeholder_key(key: str) -> bool:
     key = key.strip().lower()
     body = key.removeprefix("sk-")
-    return key in PLACEHOLDER_KEYS or not body or "..." in key or set(body) <= {"x", "*", "-", "<", ">"}
+    return (
+        key in PLACEHOLDER_KEYS
+        or not body
+        or "..." in key
+        or key.startswith("<")  # <your key>
+        or set(body) <= {"x", "*", "-"}  # sk-xxxx, ****
+    )
 
 
 class Settings(BaseSettings):
     # An empty variable means "the default" (compose passes unset ones as "").
-    model_config = SettingsConfigDict(env_prefix="CHAT_", extra="ignore", env_ignore_empty=True)
+    # A refused setting's error leaves out the input: it holds the secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="CHAT_", extra="ignore", env_ignore_empty=True, hide_input_in_errors=True
+    )
 
     environment: Literal["development", "production"] = "production"
 
