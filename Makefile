@@ -16,16 +16,28 @@ STREAM_URL := http://localhost:$(HTTP_PORT)/api/chat/message/stream
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# MODEL=local: the `model` profile (llama.cpp's server with SmolLM2-135M on
+# the CPU) and the API pointed at it, with the development key make up wrote
+# to .env. Anything else: the twin.
+MODEL ?=
+ifeq ($(MODEL),local)
+MODEL_ENV = COMPOSE_PROFILES=model CHAT_SOURCE=openai CHAT_OPENAI_BASE_URL=http://model:8080/v1 \
+	CHAT_OPENAI_MODEL=smollm2 CHAT_OPENAI_MAX_TOKENS=256 CHAT_HISTORY_MAX_CHARS=4000 \
+	CHAT_OPENAI_API_KEY="$$(sed -n 's/^MODEL_API_KEY=//p' .env)"
+else ifneq ($(MODEL),)
+$(error MODEL is "local" or unset (the twin), not "$(MODEL)")
+endif
+
 .PHONY: up
-up: ## Build and start the stack, wait until healthy, print a demo token and how to try it
+up: ## Build and start the stack, wait until healthy, print a demo token and how to try it [MODEL=local: a real model]
 	scripts/base-images.sh
 	scripts/dev-credentials.sh
 	scripts/dev-certificate.sh
-	docker compose up --detach --build --wait
+	$(MODEL_ENV) docker compose up --detach --build --wait
 	@http="$$(docker compose port nginx 8080 | sed 's/.*://')"; https="$$(docker compose port nginx 8443 | sed 's/.*://')"; \
 	token="$$($(MINT) --subject demo --ttl 86400)"; \
 	echo; \
-	echo "Chat with the twin in a browser (a demo token for 24 h is in the link):"; \
+	echo "Chat with $(if $(MODEL),the model (SmolLM2-135M),the twin) in a browser (a demo token for 24 h is in the link):"; \
 	echo "  http://localhost:$$http/#token=$$token"; \
 	echo "  https://localhost:$$https/#token=$$token   (HTTP/2; self-signed: the browser warns)"; \
 	echo; \
@@ -44,8 +56,8 @@ token: ## Print a bearer token for the running stack: make token [SUBJECT=demo] 
 	@$(MINT) --subject '$(SUBJECT)' --ttl '$(TTL)'
 
 .PHONY: down
-down: ## Stop and remove the stack
-	docker compose down --remove-orphans
+down: ## Stop and remove the stack (the model too, if it runs)
+	COMPOSE_PROFILES=model docker compose down --remove-orphans
 
 .PHONY: logs
 logs: ## Follow the stack's logs

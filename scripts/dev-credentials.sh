@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ---------------------------------------------------------------------------
-# Write a random development CHAT_AUTH_SECRET and CHAT_VALKEY_PASSWORD to
+# Write a random development CHAT_AUTH_SECRET, CHAT_VALKEY_PASSWORD and
+# MODEL_API_KEY (the local model server's key, `make up MODEL=local`) to
 # .env (read by compose), each unless it is set already. `make up` runs it;
 # .env is never committed. Production: set CHAT_AUTH_JWKS_URL (your identity
 # provider) or a secret of your own, and a Valkey password of your own.
@@ -8,7 +9,7 @@
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
 
-for name in CHAT_AUTH_SECRET CHAT_VALKEY_PASSWORD; do
+for name in CHAT_AUTH_SECRET CHAT_VALKEY_PASSWORD MODEL_API_KEY; do
   if [[ -n "${!name:-}" ]] || grep -qs "^${name}=" .env; then
     continue
   fi
