@@ -65,11 +65,16 @@ def test_a_multi_turn_exchange_streams_through_nginx(stack: Stack) -> None:
     conversation = started(first)["conversation_id"]
     second = ask(stack, "proxy-model", "Where do I live?", conversation_id=conversation)
     assert classify(second).kind is Kind.STREAMING and second.closing_event == "end"
-    # The second prompt carried the first turn: the model server counted it.
-    usage_1, usage_2 = closing(first)["usage"], closing(second)["usage"]
+    print(f"\nturn 1: {reply_text(first)!r}\nturn 2: {reply_text(second)!r}")
+    # The second prompt carried the first turn: the model server counted it
+    # (when it reports usage: stream_options.include_usage is recent in
+    # llama-cpp-python; what is sent is checked against the fault server in
+    # services/api/tests/test_openai_source.py either way).
+    usage_1, usage_2 = closing(first).get("usage"), closing(second).get("usage")
+    if usage_1 is None or usage_2 is None:
+        pytest.skip("the model server reports no usage: the history's tokens cannot be counted here")
     assert isinstance(usage_1, dict) and isinstance(usage_2, dict)
-    assert usage_2["prompt_tokens"] >= usage_1["prompt_tokens"] + usage_1["completion_tokens"]
-    print(f"\nturn 1: {reply_text(first)!r}\nturn 2: {reply_text(second)!r}\nusage: {usage_1} then {usage_2}")
+    assert usage_2["prompt_tokens"] >= usage_1["prompt_tokens"] + usage_1["completion_tokens"], (usage_1, usage_2)
 
 
 def test_the_text_is_valid_utf8_across_chunk_cuts(stack: Stack) -> None:

@@ -143,6 +143,7 @@ class OpenAISource:
         stream, deadline = await self._open(self.messages(message, history))
         chunks = aiter(stream)
         pending: asyncio.Future[ChatCompletionChunk] | None = None  # CHAT_OPENAI_TEST_NO_CANCEL only
+        leaked = False
         try:
             started = False
             reason: str | None = None
@@ -186,9 +187,10 @@ class OpenAISource:
         except (asyncio.CancelledError, GeneratorExit):
             if self._no_cancel:
                 self._leak(stream, chunks, pending)
+                leaked = True
             raise
         finally:
-            if not self._no_cancel:
+            if not leaked:
                 # What makes the model server stop: the response, and with it
                 # the connection, closed now (a no-op when it was read to the end).
                 await stream.close()

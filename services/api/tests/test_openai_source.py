@@ -159,6 +159,9 @@ def test_a_failure_is_an_error_event_with_its_own_code(
     stream, body = events(client, message)
     assert shape(stream) == failed_with(failure, tokens)
     assert "127.0.0.1" not in body and KEY not in body
+    # A failed reply leaves no request open on the model server (a stall, a
+    # slow first token: closed by the deadline).
+    assert all(model.done.wait(timeout=2) for model in upstream.streams)
 
 
 @pytest.mark.parametrize(("message", "code"), [("fail 9", "fail"), ("busy 9", "busy")])
