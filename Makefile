@@ -21,19 +21,27 @@ help: ## Show the targets
 # to .env. Anything else: the twin.
 MODEL ?=
 ifeq ($(MODEL),local)
-MODEL_ENV = COMPOSE_PROFILES=model CHAT_SOURCE=openai CHAT_OPENAI_BASE_URL=http://model:8080/v1 \
+MODEL_ENV = CHAT_SOURCE=openai CHAT_OPENAI_BASE_URL=http://model:8080/v1 \
 	CHAT_OPENAI_MODEL=smollm2 CHAT_OPENAI_MAX_TOKENS=256 CHAT_HISTORY_MAX_CHARS=4000 \
 	CHAT_OPENAI_API_KEY="$$(sed -n 's/^MODEL_API_KEY=//p' .env)"
 else ifneq ($(MODEL),)
 $(error MODEL is "local" or unset (the twin), not "$(MODEL)")
 endif
 
+# `make up OBSERVE=1` adds Prometheus and the exporters (compose profile
+# "observe"); GRAFANA=1 adds Grafana too (profile "grafana", official image only).
+ifneq ($(GRAFANA),)
+OBSERVE := 1
+endif
+PROFILES := $(if $(OBSERVE),--profile observe) $(if $(GRAFANA),--profile grafana) $(if $(MODEL),--profile model)
+export OBSERVE
+
 .PHONY: up
-up: ## Build and start the stack, wait until healthy, print a demo token and how to try it [MODEL=local: a real model]
+up: ## Build and start the stack, wait until healthy, print a demo token and how to try it [OBSERVE=1] [GRAFANA=1] [MODEL=local]
 	scripts/base-images.sh
 	scripts/dev-credentials.sh
 	scripts/dev-certificate.sh
-	$(MODEL_ENV) docker compose up --detach --build --wait
+	$(MODEL_ENV) docker compose $(PROFILES) up --detach --build --wait
 	@http="$$(docker compose port nginx 8080 | sed 's/.*://')"; https="$$(docker compose port nginx 8443 | sed 's/.*://')"; \
 	token="$$($(MINT) --subject demo --ttl 86400)"; \
 	echo; \
@@ -45,6 +53,13 @@ up: ## Build and start the stack, wait until healthy, print a demo token and how
 	echo "  curl -N -X POST http://localhost:$$http/api/chat/message/stream -H 'Content-Type: application/json' -H 'Authorization: Bearer '$$token -d '{\"message\": \"Hello, twin\"}'"; \
 	echo "  (over HTTPS: https://localhost:$$https/api/chat/message/stream with --cacert certs/tls.crt)"; \
 	echo
+	@if [ -n "$(OBSERVE)" ]; then \
+	  echo "Prometheus (graphs, alerts, targets): http://$$(docker compose $(PROFILES) port prometheus 9090)"; \
+	fi
+	@if [ -n "$(GRAFANA)" ]; then \
+	  echo "Grafana (the chat-stream dashboard; admin password in .env): http://$$(docker compose $(PROFILES) port grafana 3000)"; \
+	  echo; \
+	fi
 
 # Mints a token inside a running API container (with the stack's own secret).
 MINT := docker compose exec -T api python -m app.tokens
@@ -56,8 +71,28 @@ token: ## Print a bearer token for the running stack: make token [SUBJECT=demo] 
 	@$(MINT) --subject '$(SUBJECT)' --ttl '$(TTL)'
 
 .PHONY: down
-down: ## Stop and remove the stack (the model too, if it runs)
-	COMPOSE_PROFILES=model docker compose down --remove-orphans
+down: ## Stop and remove the stack (with its observe, grafana and model services)
+	docker compose --profile observe --profile grafana --profile model down --remove-orphans
+
+# Docker Swarm: the same images and settings, deployed as a stack
+# (deploy/swarm/). The stack file is written to a private temporary file and
+# removed: it holds the secrets from .env.
+STACK ?= chat-stream
+.PHONY: swarm-up
+swarm-up: ## Deploy the stack on Docker Swarm (run `docker swarm init` once first): make swarm-up [STACK=chat-stream]
+	scripts/base-images.sh
+	scripts/dev-credentials.sh
+	scripts/dev-certificate.sh
+	docker compose build
+	@file="$$(mktemp)"; trap 'rm -f "$$file"' EXIT; \
+	python3 deploy/swarm/stack.py >"$$file" && \
+	docker stack deploy --resolve-image never --prune --compose-file "$$file" '$(STACK)'
+	@echo "Tasks start in a few seconds: docker stack services $(STACK)"
+	@echo "A token: docker exec \$$(docker ps -q -f label=com.docker.swarm.service.name=$(STACK)_api | head -n 1) python -m app.tokens --subject demo"
+
+.PHONY: swarm-down
+swarm-down: ## Remove the Swarm stack: make swarm-down [STACK=chat-stream]
+	docker stack rm '$(STACK)'
 
 .PHONY: logs
 logs: ## Follow the stack's logs
@@ -75,7 +110,7 @@ venv: $(VENV)/.installed ## Create .venv with the pinned test dependencies
 .PHONY: lint
 lint: venv ## Type-check (mypy --strict) and lint (ruff)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy services/api/app streamcheck tests services/api/tests bench
+	$(VENV)/bin/mypy services/api/app streamcheck tests services/api/tests bench deploy
 
 .PHONY: test-unit
 test-unit: venv ## Unit tests, in-process, no Docker

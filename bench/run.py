@@ -144,8 +144,15 @@ def store_clients(service: str) -> float:
     return float(next(line.split(":")[1] for line in info.splitlines() if line.startswith("connected_clients:")))
 
 
+def metric_sum(metrics: dict[str, float], name: str) -> float:
+    """A metric summed over its labels (-1 when absent)."""
+    values = [v for k, v in metrics.items() if k == name or k.startswith(name + "{")]
+    return sum(values) if values else -1
+
+
 def round_trips(service: str) -> float:
-    return sum(v for k, v in api_metrics(service).items() if k.startswith("chat_store_round_trips_total"))
+    # One observation of the store's latency histogram per request sent to it.
+    return metric_sum(api_metrics(service), "chat_store_operation_duration_seconds_count")
 
 
 def machine() -> dict[str, Any]:
@@ -238,8 +245,8 @@ def run(mode: str, only_stores: bool = False) -> dict[str, Any]:
     churn.update(
         baseline=baseline,
         after={"api_mib": memory_mib("api-memory"), "nginx_mib": memory_mib("proxy-memory")},
-        active_streams=metrics.get("chat_active_streams", -1),
-        running_generations=metrics.get("chat_running_generations", -1),
+        active_streams=metric_sum(metrics, "chat_active_streams"),
+        running_generations=metric_sum(metrics, "chat_running_generations"),
     )
     results["churn"] = churn
     results["stores"] = {name: store_figures(name, size) for name in DEPLOYMENTS}

@@ -5,16 +5,24 @@
 # which this script then writes to .env (read by compose) with the host's CA
 # bundle for pip inside the builds. Says what it does; does nothing when
 # PYTHON_IMAGE, NGINX_IMAGE and VALKEY_IMAGE are already set (environment or
-# .env). .ci/run does the same for CI.
+# .env). With OBSERVE set (`make up OBSERVE=1`) the images of the "observe"
+# profile count too: Prometheus and the two exporters. .ci/run does the same
+# for CI.
 # ---------------------------------------------------------------------------
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
 
-OFFICIAL=(python:3.13-slim nginx:1.28 valkey/valkey:8.1)  # compose.yaml's defaults
+# compose.yaml's defaults, and the variables that replace them.
+OFFICIAL=(python:3.13-slim nginx:1.28 valkey/valkey:8.1)
+VARIABLES=(PYTHON_IMAGE NGINX_IMAGE VALKEY_IMAGE)
+if [[ -n "${OBSERVE:-}" ]]; then
+  OFFICIAL+=(prom/prometheus:v3.5.0 nginx/nginx-prometheus-exporter:1.4.2 oliver006/redis_exporter:v1.74.0)
+  VARIABLES+=(PROMETHEUS_IMAGE NGINX_EXPORTER_IMAGE REDIS_EXPORTER_IMAGE)
+fi
 
 configured() {
   local name
-  for name in PYTHON_IMAGE NGINX_IMAGE VALKEY_IMAGE; do
+  for name in "${VARIABLES[@]}"; do
     [[ -n "${!name:-}" ]] || grep -qs "^${name}=" .env || return 1
   done
 }
@@ -39,18 +47,23 @@ if ! command -v debootstrap >/dev/null 2>&1; then
   exit 1
 fi
 scripts/build-base-images.sh
-{
-  echo "PYTHON_IMAGE=local/python-base:trixie"
-  echo "NGINX_IMAGE=local/nginx-base:trixie"
-  echo "VALKEY_IMAGE=local/valkey-base:trixie"
+# Each variable once: a later `make up OBSERVE=1` adds only what is missing.
+LOCAL=(
+  PYTHON_IMAGE=local/python-base NGINX_IMAGE=local/nginx-base VALKEY_IMAGE=local/valkey-base
+  # The "observe" profile (make up OBSERVE=1): Debian's Prometheus and exporters.
+  PROMETHEUS_IMAGE=local/prometheus-base NGINX_EXPORTER_IMAGE=local/nginx-exporter
+  REDIS_EXPORTER_IMAGE=local/redis-exporter
   # make test's proxies (tests/integration/intermediaries/): Debian's packages.
-  echo "HAPROXY_IMAGE=local/python-base:trixie"
-  echo "VARNISH_IMAGE=local/python-base:trixie"
-  echo "CADDY_IMAGE=local/python-base:trixie"
-  echo "APACHE_BASE_IMAGE=local/python-base:trixie"
+  HAPROXY_IMAGE=local/python-base VARNISH_IMAGE=local/python-base CADDY_IMAGE=local/python-base
+  APACHE_BASE_IMAGE=local/python-base
+)
+{
+  for pair in "${LOCAL[@]}"; do
+    grep -qs "^${pair%%=*}=" .env || echo "${pair}:trixie"
+  done
   # pip inside the builds trusts what this host trusts (a TLS-intercepting proxy's CA).
   if [[ -s /etc/ssl/certs/ca-certificates.crt ]] && ! grep -qs '^CA_BUNDLE=' .env; then
     echo "CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt"
   fi
 } >> .env
-echo "wrote PYTHON_IMAGE, NGINX_IMAGE and VALKEY_IMAGE (local/*-base:trixie) to .env"
+echo "wrote the local base images (local/*:trixie) to .env"

@@ -18,7 +18,7 @@ from app.tokens import mint
 from pydantic import SecretStr
 from testcontainers.compose import DockerCompose
 
-from tests.integration.stack import COMPOSE_FILES, ROOT, Stack
+from tests.integration.stack import COMPOSE_FILES, PROFILES, ROOT, Stack
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +29,13 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         env.setenv("COMPOSE_PROJECT_NAME", f"chat-stream-test-{os.getpid()}")
         env.setenv("HTTP_PORT", "0")
         env.setenv("HTTPS_PORT", "0")
+        env.setenv("PROMETHEUS_PORT", "0")
         env.setenv("TLS_CERT_DIR", str(tls))
         secret = secrets.token_hex(32)
         env.setenv("CHAT_AUTH_SECRET", secret)
         valkey_password = secrets.token_hex(32)
         env.setenv("CHAT_VALKEY_PASSWORD", valkey_password)
-        compose = DockerCompose(context=ROOT, compose_file_name=COMPOSE_FILES, build=True, wait=True)
+        compose = DockerCompose(context=ROOT, compose_file_name=COMPOSE_FILES, profiles=PROFILES, build=True, wait=True)
         try:
             compose.start()
         except subprocess.CalledProcessError as exc:

@@ -13,6 +13,9 @@ from websockets.typing import Subprotocol
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ["compose.yaml", "tests/integration/compose.test.yaml"]
+# Prometheus and the exporters come up with the stack (test_observability.py);
+# Grafana does not (no Debian package: CI cannot always run it).
+PROFILES = ["observe"]
 STREAM_PATH = "/api/chat/message/stream"
 WEBSOCKET_PATH = "/api/chat/message/ws"
 
@@ -75,6 +78,10 @@ class Stack:
         """The same over HTTPS (HTTP/2); verify with ``tls_certificate``."""
         return self._origin(service, 8443, "https") + path
 
+    def prometheus_url(self, path: str = "") -> str:
+        """Prometheus (profile "observe"), published on loopback."""
+        return self._origin("prometheus", 9090, "http") + path
+
     def forget_ports(self, service: str) -> None:
         """After a restart of ``service``: Docker may publish it on new host ports."""
         for key in [key for key in self._origins if key[0] == service]:
@@ -102,9 +109,9 @@ class Stack:
     def ws_url(self, service: str = "nginx") -> str:
         return self.url(service, WEBSOCKET_PATH).replace("http://", "ws://", 1)
 
-    def compose_run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def compose_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = [*self.compose.compose_command_property, *args]
-        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=check)
 
     def valkey_address(self) -> str:
         """host:port of the stack's Valkey, published on loopback by compose.test.yaml."""

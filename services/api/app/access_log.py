@@ -27,6 +27,8 @@ logger = logging.getLogger("app.access")
 RECORD: ContextVar[dict[str, Any] | None] = ContextVar("access_record", default=None)
 
 QUIET_PATHS = {"/healthz", "/metrics"}
+# Key of the request's arrival (a perf_counter() reading) in the scope's state.
+ARRIVED_AT = "arrived_at"
 
 
 def note(**fields: Any) -> None:
@@ -45,6 +47,9 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # The request's arrival, for the stream metrics (app.streaming.arrival):
+        # time to first token counts from the same instant as this line's duration.
+        scope.setdefault("state", {})[ARRIVED_AT] = started
         record: dict[str, Any] = {"status": None}
         token = RECORD.set(record)
 

@@ -165,6 +165,11 @@ class Settings(BaseSettings):
     history_max_turns: int = Field(default=20, ge=0, le=1000)
     history_max_chars: int = Field(default=16_000, ge=0)
 
+    # Traces (app/tracing.py): off unless an OTLP/HTTP collector is named, by
+    # OpenTelemetry's own variables (the SDK reads its others itself).
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_service_name: str = Field(default="chat-api", validation_alias="OTEL_SERVICE_NAME")
+
     # Test hooks (see app/twin.py): messages such as "/fail" or "/pause 5"
     # drive failure paths through the proxy. Never enable them in production.
     twin_test_hooks: bool = False

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import anyio
 
+from app import metrics
 from app.auth import Principal
 from app.config import Settings
 from app.events import ChatEvent, parse_event_id
 from app.replies import NotOwner, Reply, StoreFull, StoreUnavailable
 from app.reply_store import ReplyStore
-from app.streaming import events_for
+from app.streaming import StreamRequest, events_for
 from app.token_source import TokenSource
 
 
@@ -68,6 +69,7 @@ async def open_reply(
             return reply, 0
         event_id = parse_event_id(last_event_id)
         if event_id is None:
+            metrics.RESUME_UNAVAILABLE.inc()
             return None, 0
         found = await store.open(event_id.message_id)
     except NotOwner as exc:
@@ -77,10 +79,15 @@ async def open_reply(
         raise _FULL[exc.code] from exc
     except StoreUnavailable as exc:
         raise UNAVAILABLE from exc
-    if found is None or found.subject != subject or conversation_id not in (None, found.conversation_id):
+    if (
+        found is None
+        or found.subject != subject
+        or conversation_id not in (None, found.conversation_id)
+        or _past_the_end(found, event_id.token_index, store.limits.max_reply_tokens)
+    ):
+        metrics.RESUME_UNAVAILABLE.inc()
         return None, 0
-    if _past_the_end(found, event_id.token_index, store.limits.max_reply_tokens):
-        return None, 0
+    metrics.RESUMED[metrics.THIS_PROCESS if found.producer == store.process else metrics.OTHER_PROCESS].inc()
     return found, event_id.token_index + 1
 
 
@@ -106,6 +113,7 @@ async def open_stream(
     conversation_id: str | None,
     last_event_id: str | None,
     shutdown: anyio.Event,
+    request: StreamRequest,
 ) -> AsyncGenerator[ChatEvent, None]:
     """The events for one connection, or :class:`Refused` before any of them."""
     if len(message) > settings.max_message_chars:
@@ -121,6 +129,7 @@ async def open_stream(
     return events_for(
         store,
         reply,
+        request,
         from_index=from_index,
         shutdown=shutdown,
         retry_ms=settings.client_retry_ms,

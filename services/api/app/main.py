@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app import errors
+from app import errors, tracing
 from app.access_log import AccessLogMiddleware
 from app.auth import Authenticator
 from app.config import Settings, get_settings
@@ -28,12 +28,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.replies = store
     app.state.source = make_source(settings)
     app.state.authenticator = Authenticator(settings)
+    tracing.configure(settings)
     yield
     # After the server stopped accepting and its streams ended (server_shutdown):
     # replies in flight finish into a shared store, up to the drain deadline.
     await store.close(settings.drain_seconds)
     if isinstance(app.state.source, OpenAISource):
         await app.state.source.aclose()
+    tracing.shutdown()
 
 
 def make_source(settings: Settings) -> TokenSource:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from app.replies import NotOwner, Reply, StoreFull, Turn
-from app.reply_store import ReplyLimits, ReplyStore, bounded, process_id, turn_of
+from app.reply_store import ReplyLimits, ReplyStore, bounded, turn_of
 
 
 class MemoryReplyStore(ReplyStore):
@@ -46,7 +46,7 @@ class MemoryReplyStore(ReplyStore):
         # Every check passed: only now is anything recorded.
         self._owners[conversation_id] = (subject, now + self._conversation_ttl)
         self._owners.move_to_end(conversation_id)
-        reply = Reply(conversation_id=conversation_id, message_id=message_id, subject=subject, producer=process_id())
+        reply = Reply(conversation_id=conversation_id, message_id=message_id, subject=subject, producer=self.process)
         return reply, list(self._turns.get(conversation_id, []))
 
     async def _history(self, conversation_id: str) -> list[Turn]:

@@ -98,6 +98,8 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
 
 
 class OpenAISource:
+    name = "openai"  # the source label of the upstream metrics (app.metrics)
+
     def __init__(self, settings: Settings) -> None:
         assert settings.openai_base_url and settings.openai_model and settings.openai_api_key  # Settings checks
         self._model = settings.openai_model

@@ -43,7 +43,20 @@ from functools import cache
 from typing import ClassVar
 
 from app import metrics
-from app.replies import ABANDONED, SHUTDOWN, SOURCE_FAILED, TOO_LARGE, Failure, Reply, StoreFull, Turn, cost
+from app.replies import (
+    ABANDONED,
+    INTERRUPTED,
+    SHUTDOWN,
+    SOURCE_FAILED,
+    STORE_FULL,
+    STORE_UNAVAILABLE,
+    TOO_LARGE,
+    Failure,
+    Reply,
+    StoreFull,
+    Turn,
+    cost,
+)
 from app.token_source import Finish, TokenSource, TokenSourceError
 
 logger = logging.getLogger(__name__)
@@ -88,6 +101,23 @@ def turn_of(reply: Reply) -> Turn | None:
 
 _STOPPED = Failure("stopped", "")  # a cancellation reason, not a failure: the reply ends with `end`
 
+# Why a token source was closed before its end (chat_upstream_cancels_total).
+_CANCEL_REASONS = {
+    _STOPPED: "stopped",
+    ABANDONED: "abandoned",
+    SHUTDOWN: "shutdown",
+    TOO_LARGE: "too_large",
+    STORE_UNAVAILABLE: "store",
+    STORE_FULL: "store",
+    INTERRUPTED: "store",
+}
+
+
+def source_name(source: TokenSource) -> str:
+    """The ``source`` label of the upstream metrics: the source's ``name``, or its class."""
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else type(source).__name__.lower()
+
 
 class ReplyStore(ABC):
     # Whether replies outlive this process (and a drain on shutdown is useful).
@@ -96,6 +126,8 @@ class ReplyStore(ABC):
     def __init__(self, limits: ReplyLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
         self._clock = clock
+        # The process generating the replies started here (Reply.producer).
+        self.process = process_id()
         # Replies this process holds: the ones it generates, and mirrors of
         # replies generated elsewhere that its clients follow.
         self._replies: dict[str, Reply] = {}
@@ -238,6 +270,8 @@ class ReplyStore(ABC):
 
     async def _generate(self, reply: Reply, source: TokenSource, message: str, history: list[Turn]) -> None:
         metrics.RUNNING_GENERATIONS.inc()
+        name = source_name(source)
+        metrics.UPSTREAM_REQUESTS.labels(name).inc()
         failure: Failure | None = SHUTDOWN
         try:
             async with aclosing(source.stream(message, history)) as tokens:
@@ -277,6 +311,8 @@ class ReplyStore(ABC):
             failure = SOURCE_FAILED
         finally:
             metrics.RUNNING_GENERATIONS.dec()
+            if failure in _CANCEL_REASONS:
+                metrics.UPSTREAM_CANCELS.labels(name, _CANCEL_REASONS[failure]).inc()
             self._tasks.pop(reply.message_id, None)  # its slot is free from now on
             self._end(reply, failure)
 

@@ -24,9 +24,10 @@ Deliberate divergences from sse-starlette's defaults (do not "fix" them):
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 import anyio
@@ -34,7 +35,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message, Receive, Scope, Send
 
-from app import access_log, events, metrics
+from app import access_log, events, metrics, tracing
 from app.events import ChatEvent
 from app.replies import Reply
 from app.reply_store import ReplyStore
@@ -117,28 +118,58 @@ def _wake_after(seconds: float | None, wake: asyncio.Event) -> Iterator[None]:
             timer.cancel()
 
 
+@dataclass(frozen=True)
+class StreamRequest:
+    """Who asked for a stream, and when: what its metrics and its span need."""
+
+    transport: str  # "sse" or "websocket" (app.metrics.TRANSPORTS)
+    arrived_at: float  # time.perf_counter() when the request arrived
+    request_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)  # for traceparent
+
+
+def arrival(scope: Scope) -> float:
+    """When the request of ``scope`` arrived (set by the outermost middleware)."""
+    arrived_at: float | None = scope.get("state", {}).get(access_log.ARRIVED_AT)
+    return arrived_at if arrived_at is not None else perf_counter()
+
+
 @dataclass
 class _Ended:
     outcome: str = "disconnected"  # unless the stream records another
+    code: str = ""  # the error event's code, when outcome is "error"
     tokens: int = 0  # token events sent
 
 
 @contextmanager
-def _counted() -> Iterator[_Ended]:
-    """Count the open stream; the caller records how it ended."""
+def _observed(
+    request: StreamRequest, span_attributes: Mapping[str, str | int] | None = None
+) -> Iterator[tuple[_Ended, tracing.StreamSpan]]:
+    """Count the open stream and trace it; the caller records how it ended."""
     ended = _Ended()
-    metrics.ACTIVE_STREAMS.inc()
+    observed = metrics.BY_TRANSPORT[request.transport]
+    span = tracing.start_stream(
+        transport=request.transport,
+        arrived_at=request.arrived_at,
+        request_id=request.request_id,
+        headers=request.headers,
+        attributes=span_attributes,
+    )
+    observed.active.inc()
     try:
-        yield ended
+        yield ended, span
     finally:
-        metrics.ACTIVE_STREAMS.dec()
-        metrics.STREAMS_ENDED.labels(ended.outcome).inc()
+        observed.active.dec()
+        observed.duration.observe(perf_counter() - request.arrived_at)
+        observed.ended_as(ended.outcome, ended.code).inc()
+        span.end(ended.outcome, ended.code, ended.tokens)
         access_log.note(outcome=ended.outcome, tokens=ended.tokens)
 
 
 async def reply_events(
     store: ReplyStore,
     reply: Reply,
+    request: StreamRequest,
     *,
     from_index: int,
     shutdown: anyio.Event,
@@ -150,10 +181,22 @@ async def reply_events(
 
     ``expires_in``: seconds until the client's token expires; the stream ends
     then with ``token_expired``, whatever the reply is doing.
+
+    Each token event is timed when the client's transport has taken it (the
+    generator resumes after the send): the first one of a new reply from the
+    request's arrival (time to first token), every later one from the one
+    before (inter-token latency). A resumed stream's first token has no
+    "before" here and is not timed.
     """
-    with _counted() as ended:
+    identity = {"chat.conversation_id": reply.conversation_id, "chat.message_id": reply.message_id}
+    with _observed(request, identity) as (ended, span):
         resumed_from = from_index if from_index else None
+        if resumed_from is not None:
+            span.event("resume", {"chat.resumed_from": resumed_from})
         yield events.start(reply.conversation_id, reply.message_id, retry_ms=retry_ms, resumed_from=resumed_from)
+        observed = metrics.BY_TRANSPORT[request.transport]
+        inter_token = observed.inter_token_latency
+        last_sent: float | None = None
         deadline = asyncio.get_running_loop().time() + expires_in if expires_in is not None else None
         with store.attach(reply), reply.watch() as wake, _wake_on(shutdown, wake), _wake_after(expires_in, wake):
             index = from_index
@@ -161,6 +204,13 @@ async def reply_events(
                 wake.clear()
                 while index < len(reply.tokens):
                     yield events.token(reply.message_id, index, reply.tokens[index])
+                    sent = perf_counter()
+                    if last_sent is not None:
+                        inter_token.observe(sent - last_sent)
+                    elif resumed_from is None:
+                        observed.time_to_first_token.observe(sent - request.arrived_at)
+                        span.event("first_token")
+                    last_sent = sent
                     index += 1
                     ended.tokens += 1
                 if reply.done:
@@ -173,7 +223,7 @@ async def reply_events(
                         ended.outcome = "end" if reply.finish_reason == "stop" else reply.finish_reason
                         yield events.end(len(reply.tokens), reply.finish_reason, reply.usage)
                     else:
-                        ended.outcome = "error"
+                        ended.outcome, ended.code = "error", reply.failure.code
                         access_log.note(error=reply.failure.code)
                         yield events.error(reply.failure.code, reply.failure.message)
                     return
@@ -188,9 +238,9 @@ async def reply_events(
                 await wake.wait()
 
 
-async def resume_unavailable() -> AsyncGenerator[ChatEvent, None]:
+async def resume_unavailable(request: StreamRequest) -> AsyncGenerator[ChatEvent, None]:
     """An explicit answer for an unknown or expired Last-Event-ID: never a silent restart."""
-    with _counted() as ended:
+    with _observed(request) as (ended, _):
         ended.outcome = "resume_unavailable"
         yield events.error("resume_unavailable", RESUME_UNAVAILABLE)
 
@@ -198,6 +248,7 @@ async def resume_unavailable() -> AsyncGenerator[ChatEvent, None]:
 def events_for(
     store: ReplyStore,
     reply: Reply | None,
+    request: StreamRequest,
     *,
     from_index: int,
     shutdown: anyio.Event,
@@ -208,10 +259,11 @@ def events_for(
     """The events for one connection: the reply from ``from_index``, or
     ``resume_unavailable`` when there is no reply (see app.conversation)."""
     if reply is None:
-        return resume_unavailable()
+        return resume_unavailable(request)
     return reply_events(
         store,
         reply,
+        request,
         from_index=from_index,
         shutdown=shutdown,
         retry_ms=retry_ms,

@@ -47,6 +47,8 @@ def reply_tokens(count: int) -> list[str]:
 
 
 class Twin:
+    name = "twin"  # the source label of the upstream metrics (app.metrics)
+
     def __init__(self, *, tokens: int, delay_seconds: float, test_hooks: bool = False) -> None:
         self._tokens = tokens
         self._delay = delay_seconds

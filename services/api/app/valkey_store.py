@@ -291,11 +291,11 @@ class ValkeyReplyStore(ReplyStore):
         keys = [_conversation_key(conversation_id), _meta_key(message_id), _history_key(conversation_id)]
         ttl = int(GENERATING_TTL * 1000)
         args: list[str | int | float] = [subject, self._conversation_ttl_ms, conversation_id, self.process, ttl]
-        metrics.STORE_ROUND_TRIPS.labels("create").inc()
         try:
-            status, *turns = await self._create_script(
-                keys=keys, args=[*args, CREATE_MEMORY_FRACTION, self.limits.history_turns]
-            )
+            with metrics.store_operation("create"):
+                status, *turns = await self._create_script(
+                    keys=keys, args=[*args, CREATE_MEMORY_FRACTION, self.limits.history_turns]
+                )
         except UNREACHABLE as exc:
             raise StoreUnavailable from exc
         except ResponseError as exc:
@@ -337,9 +337,9 @@ class ValkeyReplyStore(ReplyStore):
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(_meta_key(message_id))
             pipe.xrange(_log_key(message_id))
-            metrics.STORE_ROUND_TRIPS.labels("load").inc()
             try:
-                meta, entries = await pipe.execute()
+                with metrics.store_operation("load"):
+                    meta, entries = await pipe.execute()
             except UNREACHABLE as exc:
                 raise StoreUnavailable from exc
         if not meta:
@@ -442,15 +442,17 @@ class ValkeyReplyStore(ReplyStore):
                 closing_args: list[str | int] = [resume_ttl, f"0-{len(reply.tokens) + 1}", *closing, "", *extra]
                 await self._finish_script(self._closing_keys(reply), closing_args, client=pipe)
                 order.append(reply)
-            metrics.STORE_ROUND_TRIPS.labels("write").inc()
             try:
-                results = await pipe.execute(raise_on_error=False)
+                with metrics.store_operation("write"):
+                    results = await pipe.execute(raise_on_error=False)
             except UNREACHABLE:
                 logger.warning("the reply store is unreachable: %d replies end with store_unavailable", len(order))
                 results = [STORE_UNAVAILABLE] * len(order)
         for reply, result in zip(order, results, strict=True):
             if result == 1:
                 continue
+            if isinstance(result, Exception):
+                metrics.store_error("write")
             if isinstance(result, ResponseError) and str(result).startswith("OOM"):
                 failure = STORE_FULL
             elif result == 0:
@@ -484,9 +486,9 @@ class ValkeyReplyStore(ReplyStore):
                 continue
             try:
                 streams: dict[Any, Any] = {_log_key(m): last for m, last in self._following.items()}
-                metrics.STORE_ROUND_TRIPS.labels("read").inc()
                 # RESP2 (the default protocol): [(key, [(entry id, fields)...])...]
-                result: Any = await self._reader.xread(streams, count=1024, block=READ_BLOCK_MS)
+                with metrics.store_operation("read"):
+                    result: Any = await self._reader.xread(streams, count=1024, block=READ_BLOCK_MS)
                 for key, entries in result or []:
                     reply = self._replies.get(key.removeprefix("chat:reply:").removesuffix(":log"))
                     for entry_id, fields in entries:
@@ -570,8 +572,8 @@ class ValkeyReplyStore(ReplyStore):
                 for message_id in self._tasks:
                     pipe.pexpire(_meta_key(message_id), int(GENERATING_TTL * 1000))
                     pipe.pexpire(_log_key(message_id), int(GENERATING_TTL * 1000))
-            metrics.STORE_ROUND_TRIPS.labels("lease").inc()
-            await pipe.execute()
+            with metrics.store_operation("lease"):
+                await pipe.execute()
         if refresh:
             self._last_refresh = time.monotonic()
 
@@ -591,9 +593,9 @@ class ValkeyReplyStore(ReplyStore):
                 logger.exception("renewing the producer lease failed")
 
     async def _signal_stop(self, reply: Reply) -> None:
-        metrics.STORE_ROUND_TRIPS.labels("stop").inc()
         try:
-            await self._redis.publish(_stop_channel(reply.producer), reply.message_id)
+            with metrics.store_operation("stop"):
+                await self._redis.publish(_stop_channel(reply.producer), reply.message_id)
         except UNREACHABLE as exc:
             raise StoreUnavailable from exc
 

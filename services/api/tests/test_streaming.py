@@ -1,15 +1,21 @@
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 from app.memory_store import MemoryReplyStore
-from app.streaming import STREAM_HEADERS, EventStreamResponse, reply_events, resume_unavailable
+from app.streaming import STREAM_HEADERS, EventStreamResponse, StreamRequest, reply_events, resume_unavailable
 from scripted_sources import ScriptedSource
 from store_contract import limits
 
 Frame = tuple[str | None, dict[str, object], int | None]
+
+
+def arrived() -> StreamRequest:
+    """An SSE request that arrived just now."""
+    return StreamRequest(transport="sse", arrived_at=time.perf_counter())
 
 
 def store(grace: float = 0) -> MemoryReplyStore:
@@ -24,7 +30,7 @@ async def collect(
     shutdown = anyio.Event()
     frames: list[Frame] = []
     stream = reply_events(
-        replies, reply, from_index=from_index, shutdown=shutdown, retry_ms=3000, shutdown_retry_ms=500
+        replies, reply, arrived(), from_index=from_index, shutdown=shutdown, retry_ms=3000, shutdown_retry_ms=500
     )
     async for event in stream:
         frames.append((event.name, event.data, event.retry))
@@ -89,7 +95,9 @@ def test_a_client_leaving_closes_the_source_when_there_is_no_grace() -> None:
     async def leave_after_two() -> None:
         replies = store(grace=0)
         reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
-        stream = reply_events(replies, reply, from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0)
+        stream = reply_events(
+            replies, reply, arrived(), from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0
+        )
         await anext(stream)
         await anext(stream)
         await stream.aclose()  # what the server does when the client goes away
@@ -101,7 +109,7 @@ def test_a_client_leaving_closes_the_source_when_there_is_no_grace() -> None:
 
 def test_resume_unavailable_is_an_explicit_error_event() -> None:
     async def run() -> list[Frame]:
-        return [(e.name, e.data, e.retry) async for e in resume_unavailable()]
+        return [(e.name, e.data, e.retry) async for e in resume_unavailable(arrived())]
 
     assert asyncio.run(run()) == [
         (
@@ -133,7 +141,9 @@ def test_a_reader_that_takes_nothing_is_dropped_after_the_send_timeout(caplog: p
     async def run() -> float:
         replies = store(grace=0)
         reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
-        stream = reply_events(replies, reply, from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0)
+        stream = reply_events(
+            replies, reply, arrived(), from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0
+        )
         response = EventStreamResponse(stream, send_timeout=0.2, ping=0)
         never = asyncio.Event()
 

@@ -21,7 +21,7 @@ from app.errors import ApiError
 from app.events import MESSAGE_ID, heartbeat, sse_event_schema
 from app.replies import StoreUnavailable
 from app.schemas import ChatRequest, ErrorBody
-from app.streaming import EventStreamResponse
+from app.streaming import EventStreamResponse, StreamRequest, arrival
 
 # Every route here needs a token, checked before the body (401 first).
 router = APIRouter(prefix="/api/chat", tags=["chat"], route_class=AuthenticatedRoute)
@@ -83,6 +83,7 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     dependencies=[Depends(require_json)],
 )
 async def stream_message(
+    request: Request,
     body: ChatRequest,
     principal: PrincipalDep,
     settings: SettingsDep,
@@ -105,6 +106,12 @@ async def stream_message(
             conversation_id=body.conversation_id,
             last_event_id=last_event_id,
             shutdown=shutdown,
+            request=StreamRequest(
+                transport="sse",
+                arrived_at=arrival(request.scope),
+                request_id=request.state.request_id,
+                headers=request.headers,
+            ),
         )
     except Refused as exc:
         if exc.close_code == 1009:

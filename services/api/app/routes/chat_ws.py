@@ -33,6 +33,7 @@ a page on another port or scheme of the same host is another origin.
 """
 
 import logging
+import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from typing import Annotated
@@ -49,6 +50,7 @@ from app.deps import SettingsDep, SourceDep, StoreDep
 from app.errors import ApiError
 from app.events import ChatEvent
 from app.schemas import ChatRequest
+from app.streaming import StreamRequest
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/chat", tags=["chat"])
@@ -185,6 +187,8 @@ async def chat_over_websocket(
     await websocket.accept(subprotocol=WEBSOCKET_PROTOCOL if WEBSOCKET_PROTOCOL in offered else None)
     try:
         request = await _read_request(websocket, settings.ws_first_frame_seconds)
+        # The request is the frame: time to first token counts from its arrival.
+        arrived_at = time.perf_counter()
         events = await open_stream(
             store,
             source,
@@ -194,6 +198,12 @@ async def chat_over_websocket(
             conversation_id=request.conversation_id,
             last_event_id=request.last_event_id,
             shutdown=anyio.Event(),  # on shutdown the server closes WebSockets itself (1012)
+            request=StreamRequest(
+                transport="websocket",
+                arrived_at=arrived_at,
+                request_id=websocket.scope.get("state", {}).get("request_id"),
+                headers=websocket.headers,
+            ),
         )
     except WebSocketDisconnect:
         return

@@ -1,0 +1,41 @@
+"""No metrics endpoint is reachable through the proxy's public ports.
+
+The API's /metrics and nginx's stub_status are for Prometheus's exporters on
+the compose network (services/nginx/conf.d/status.conf). Through 8080 and
+8443 both paths are an ordinary 404, whatever the spelling; the internal
+stub_status does answer (the exporter reads it: test_observability.py).
+"""
+
+import pytest
+import requests
+
+from tests.integration.stack import Stack
+
+PATHS = [
+    "/metrics",
+    "/metrics/",
+    "/stub_status",
+    "/api/metrics",
+    "/api/../metrics",
+    "/healthz/../metrics",
+    "/%6Detrics",  # "m" percent-encoded
+]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=PATHS)
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_metrics_paths_are_404_through_the_proxy(stack: Stack, scheme: str, path: str) -> None:
+    origin = stack.url(path="") if scheme == "http" else stack.https_url(path="")
+    # requests would normalise "/../"; a prepared request sends the path as written.
+    session = requests.Session()
+    request = requests.Request("GET", origin + "/").prepare()
+    request.url = origin + path
+    response = session.send(request, timeout=5, verify=str(stack.tls_certificate))
+    assert response.status_code == 404, response.text[:200]
+    assert "Active connections" not in response.text  # stub_status's body
+    assert "chat_" not in response.text  # the API's metrics
+
+
+def test_the_internal_status_port_is_not_published(stack: Stack) -> None:
+    published = stack.compose_run("port", "nginx", "8081", check=False)
+    assert published.returncode != 0 or not published.stdout.strip()
