@@ -16,24 +16,36 @@ STREAM_URL := http://localhost:$(HTTP_PORT)/api/chat/message/stream
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# MODEL=local: the `model` profile (llama.cpp's server with SmolLM2-135M on
+# the CPU) and the API pointed at it, with the development key make up wrote
+# to .env. Anything else: the twin.
+MODEL ?=
+ifeq ($(MODEL),local)
+MODEL_ENV = CHAT_SOURCE=openai CHAT_OPENAI_BASE_URL=http://model:8080/v1 \
+	CHAT_OPENAI_MODEL=smollm2 CHAT_OPENAI_MAX_TOKENS=256 CHAT_HISTORY_MAX_CHARS=4000 \
+	CHAT_OPENAI_API_KEY="$$(sed -n 's/^MODEL_API_KEY=//p' .env)"
+else ifneq ($(MODEL),)
+$(error MODEL is "local" or unset (the twin), not "$(MODEL)")
+endif
+
 # `make up OBSERVE=1` adds Prometheus and the exporters (compose profile
 # "observe"); GRAFANA=1 adds Grafana too (profile "grafana", official image only).
 ifneq ($(GRAFANA),)
 OBSERVE := 1
 endif
-PROFILES := $(if $(OBSERVE),--profile observe) $(if $(GRAFANA),--profile grafana)
+PROFILES := $(if $(OBSERVE),--profile observe) $(if $(GRAFANA),--profile grafana) $(if $(MODEL),--profile model)
 export OBSERVE
 
 .PHONY: up
-up: ## Build and start the stack, wait until healthy, print a demo token and how to try it [OBSERVE=1] [GRAFANA=1]
+up: ## Build and start the stack, wait until healthy, print a demo token and how to try it [OBSERVE=1] [GRAFANA=1] [MODEL=local]
 	scripts/base-images.sh
 	scripts/dev-credentials.sh
 	scripts/dev-certificate.sh
-	docker compose $(PROFILES) up --detach --build --wait
+	$(MODEL_ENV) docker compose $(PROFILES) up --detach --build --wait
 	@http="$$(docker compose port nginx 8080 | sed 's/.*://')"; https="$$(docker compose port nginx 8443 | sed 's/.*://')"; \
 	token="$$($(MINT) --subject demo --ttl 86400)"; \
 	echo; \
-	echo "Chat with the twin in a browser (a demo token for 24 h is in the link):"; \
+	echo "Chat with $(if $(MODEL),the model (SmolLM2-135M),the twin) in a browser (a demo token for 24 h is in the link):"; \
 	echo "  http://localhost:$$http/#token=$$token"; \
 	echo "  https://localhost:$$https/#token=$$token   (HTTP/2; self-signed: the browser warns)"; \
 	echo; \
@@ -59,8 +71,8 @@ token: ## Print a bearer token for the running stack: make token [SUBJECT=demo] 
 	@$(MINT) --subject '$(SUBJECT)' --ttl '$(TTL)'
 
 .PHONY: down
-down: ## Stop and remove the stack (with its observe and grafana services)
-	docker compose --profile observe --profile grafana down --remove-orphans
+down: ## Stop and remove the stack (with its observe, grafana and model services)
+	docker compose --profile observe --profile grafana --profile model down --remove-orphans
 
 # Docker Swarm: the same images and settings, deployed as a stack
 # (deploy/swarm/). The stack file is written to a private temporary file and

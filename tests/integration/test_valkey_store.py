@@ -8,11 +8,13 @@ neither sees their keys nor adds to the keys they count.
 
 import asyncio
 import os
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from app.replies import INTERRUPTED, Reply
+from app.replies import INTERRUPTED, Reply, Turn, Usage
+from app.token_source import Finish
 from app.valkey_store import ValkeyReplyStore
 from scripted_sources import ScriptedSource
 from store_contract import ReplyStoreContract, limits, new_id, until_done
@@ -203,6 +205,27 @@ class TestValkeyStore(ReplyStoreContract):
             assert len(await self.keys(replies)) >= 3 * 20, "each reply: owner, meta, log"
             await asyncio.sleep(1.0)
             assert await self.keys(replies) == []
+
+        self.run(test)
+
+    def test_another_process_gets_the_usage_the_finish_reason_and_the_history(self) -> None:
+        class Limited:
+            """A model's reply cut by its token limit, with its usage."""
+
+            async def stream(self, message: str, history: Sequence[Turn] = ()) -> AsyncGenerator[str | Finish, None]:
+                yield "Bonjour"
+                yield Finish("length", Usage(prompt_tokens=12, completion_tokens=1))
+
+        async def test() -> None:
+            producer, follower = await self.make(resume_grace=5), await self.make(resume_grace=5)
+            reply = await until_done(await self.start(producer, Limited(), message="Say hello in French"))
+            async with asyncio.timeout(2):
+                while (mirror := await follower.open(reply.message_id)) is None or not mirror.done:
+                    await asyncio.sleep(0.01)
+            assert (mirror.finish_reason, mirror.usage) == ("length", Usage(12, 1))
+            assert await follower.history(reply.conversation_id) == [Turn("Say hello in French", "Bonjour")]
+            await producer.close(0)
+            await follower.close(0)
 
         self.run(test)
 

@@ -11,11 +11,28 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"changethis", "change-me", "changeme", "secret", "dev-secret"}
+# Values that documentation and examples put where a model server's API key goes.
+PLACEHOLDER_KEYS = PLACEHOLDER_SECRETS | {"sk-...", "sk-xxx", "your-api-key", "api-key", "none", "dummy", "test"}
+
+
+def _placeholder_key(key: str) -> bool:
+    key = key.strip().lower()
+    body = key.removeprefix("sk-")
+    return (
+        key in PLACEHOLDER_KEYS
+        or not body
+        or "..." in key
+        or key.startswith("<")  # <your key>
+        or set(body) <= {"x", "*", "-"}  # sk-xxxx, ****
+    )
 
 
 class Settings(BaseSettings):
     # An empty variable means "the default" (compose passes unset ones as "").
-    model_config = SettingsConfigDict(env_prefix="CHAT_", extra="ignore", env_ignore_empty=True)
+    # A refused setting's error leaves out the input: it holds the secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="CHAT_", extra="ignore", env_ignore_empty=True, hide_input_in_errors=True
+    )
 
     environment: Literal["development", "production"] = "production"
 
@@ -107,6 +124,47 @@ class Settings(BaseSettings):
     # Where gunicorn's workers share metrics (see app/metrics.py); the image sets it.
     prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
 
+    # Where replies come from: "twin", the embedded deterministic twin (the
+    # demo and the tests), or "openai", any OpenAI-compatible chat-completions
+    # server (OpenAI, vLLM, llama.cpp, Ollama, LiteLLM...; app/openai_source.py).
+    source: Literal["twin", "openai"] = "twin"
+    # The server's API root, with its version: https://api.openai.com/v1,
+    # http://model:8080/v1 (compose's model profile), http://ollama:11434/v1...
+    openai_base_url: str | None = None
+    openai_model: str | None = None
+    # Sent as the bearer key. No default; in production a placeholder is refused.
+    openai_api_key: SecretStr | None = None
+    # The first message of every request to the model.
+    system_prompt: str = "You are the user's digital twin: friendly, brief, and honest about what you do not know."
+    # Optional generation parameters, passed on when set (a seed and
+    # temperature 0 make a model's output reproducible on most servers).
+    openai_max_tokens: int | None = Field(default=None, ge=1)
+    openai_temperature: float | None = Field(default=None, ge=0, le=2)
+    openai_seed: int | None = None
+    # No first token this long after a request is sent (a model still
+    # loading, a queue): the reply ends with model_timeout. Per attempt.
+    openai_first_token_seconds: float = Field(default=30.0, gt=0)
+    # No new chunk this long once the reply has begun: model_stalled.
+    openai_stall_seconds: float = Field(default=30.0, gt=0)
+    # Opening the TCP (and TLS) connection; past it: model_unavailable.
+    openai_connect_seconds: float = Field(default=5.0, gt=0)
+    # Answers 429 or 5xx before the first token are retried this many times,
+    # after openai_retry_backoff_seconds doubling each time, or the server's
+    # Retry-After when it sends one; a Retry-After longer than
+    # openai_retry_max_wait_seconds is not waited for (the error comes at once).
+    openai_retries: int = Field(default=2, ge=0, le=10)
+    openai_retry_backoff_seconds: float = Field(default=0.5, ge=0)
+    openai_retry_max_wait_seconds: float = Field(default=10.0, ge=0)
+    # Test only (allowed with CHAT_TWIN_TEST_HOOKS): a cancelled reply leaves
+    # its upstream request running, the bug the cancellation tests must catch.
+    openai_test_no_cancel: bool = False
+
+    # Multi-turn: the conversation's latest turns (a user message and the
+    # reply to it) go to the model with each new message, at most this many
+    # turns and characters (the newest first; 0 turns: no history).
+    history_max_turns: int = Field(default=20, ge=0, le=1000)
+    history_max_chars: int = Field(default=16_000, ge=0)
+
     # Traces (app/tracing.py): off unless an OTLP/HTTP collector is named, by
     # OpenTelemetry's own variables (the SDK reads its others itself).
     otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -116,7 +174,15 @@ class Settings(BaseSettings):
     # drive failure paths through the proxy. Never enable them in production.
     twin_test_hooks: bool = False
 
-    @field_validator("auth_secret", "auth_jwks_url", "valkey_password", mode="before")
+    @field_validator(
+        "auth_secret",
+        "auth_jwks_url",
+        "valkey_password",
+        "openai_base_url",
+        "openai_model",
+        "openai_api_key",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # Compose passes an unset variable as an empty string.
@@ -132,6 +198,14 @@ class Settings(BaseSettings):
                 raise ValueError("CHAT_AUTH_SECRET must be at least 32 random characters in production")
         if self.reply_store == "valkey" and self.valkey_password is None:
             raise ValueError("CHAT_REPLY_STORE=valkey needs CHAT_VALKEY_PASSWORD (make up writes one to .env)")
+        if self.source == "openai":
+            if self.openai_base_url is None or self.openai_model is None or self.openai_api_key is None:
+                needs = "CHAT_OPENAI_BASE_URL, CHAT_OPENAI_MODEL and CHAT_OPENAI_API_KEY"
+                raise ValueError(f"CHAT_SOURCE=openai needs {needs}")
+            if self.environment == "production" and _placeholder_key(self.openai_api_key.get_secret_value()):
+                raise ValueError("CHAT_OPENAI_API_KEY is a placeholder; set the model server's real key in production")
+        if self.openai_test_no_cancel and not self.twin_test_hooks:
+            raise ValueError("CHAT_OPENAI_TEST_NO_CANCEL is a test switch: it needs CHAT_TWIN_TEST_HOOKS")
         return self
 
     @field_validator("cors_origins")

@@ -12,7 +12,6 @@ from app.auth import BEARER_SCHEME, Authenticator, Principal, bearer_token, get_
 from app.config import Settings, get_settings
 from app.reply_store import ReplyStore
 from app.token_source import TokenSource
-from app.twin import Twin
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -22,12 +21,11 @@ def get_store(connection: HTTPConnection) -> ReplyStore:
     return store
 
 
-def get_token_source(settings: SettingsDep) -> TokenSource:
-    return Twin(
-        tokens=settings.twin_reply_tokens,
-        delay_seconds=settings.twin_token_delay_seconds,
-        test_hooks=settings.twin_test_hooks,
-    )
+def get_token_source(connection: HTTPConnection) -> TokenSource:
+    # One per process, made with the store (app.main): a model client keeps
+    # its connection pool across requests.
+    source: TokenSource = connection.app.state.source
+    return source
 
 
 def authenticate(

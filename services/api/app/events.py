@@ -7,7 +7,8 @@ complete.
 
     event: start   data: {"conversation_id": str, "message_id": str, "resumed_from"?: int}
     event: token   id: <message_id>:<index>   data: {"index": int, "text": str}
-    event: end     data: {"finish_reason": "stop" | "stopped", "tokens": int}
+    event: end     data: {"finish_reason": "stop" | "stopped" | "length", "tokens": int,
+                          "usage"?: {"prompt_tokens": int, "completion_tokens": int}}
     event: error   data: {"code": str, "message": str}   (retry: on server shutdown)
 
 ``data`` is always one line of JSON (``ensure_ascii=False``: text travels as
@@ -26,6 +27,8 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel
 from sse_starlette import JSONServerSentEvent, ServerSentEvent
 
+from app.replies import Usage
+
 EventName = Literal["start", "token", "end", "error"]
 
 
@@ -40,10 +43,18 @@ class TokenData(BaseModel):
     text: str
 
 
+class UsageData(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class EndData(BaseModel):
-    # "stopped": ended early by POST /api/chat/message/{message_id}/stop.
-    finish_reason: Literal["stop", "stopped"]
-    tokens: int
+    # "stopped": ended early by POST /api/chat/message/{message_id}/stop;
+    # "length": the model reached its token limit (CHAT_OPENAI_MAX_TOKENS).
+    finish_reason: Literal["stop", "stopped", "length"]
+    tokens: int  # token events of the reply
+    # What the model server reports the reply cost, when it does (never on a stopped reply).
+    usage: UsageData | None = None
 
 
 class ErrorData(BaseModel):
@@ -118,8 +129,13 @@ def token(message_id: str, index: int, text: str) -> ChatEvent:
     return _event("token", TokenData(index=index, text=text), event_id=token_event_id(message_id, index))
 
 
-def end(tokens: int, finish_reason: Literal["stop", "stopped"] = "stop") -> ChatEvent:
-    return _event("end", EndData(finish_reason=finish_reason, tokens=tokens))
+def end(
+    tokens: int, finish_reason: Literal["stop", "stopped", "length"] = "stop", usage: Usage | None = None
+) -> ChatEvent:
+    usage_data = (
+        UsageData(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens) if usage else None
+    )
+    return _event("end", EndData(finish_reason=finish_reason, tokens=tokens, usage=usage_data))
 
 
 def error(code: str, message: str, *, retry_ms: int | None = None) -> ChatEvent:

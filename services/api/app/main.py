@@ -11,9 +11,12 @@ from app.auth import Authenticator
 from app.config import Settings, get_settings
 from app.cors import JsonCorsMiddleware
 from app.memory_store import MemoryReplyStore
+from app.openai_source import OpenAISource
 from app.reply_store import ReplyLimits, ReplyStore
 from app.request_id import RequestIdMiddleware
 from app.routes import chat, chat_ws, health, metrics
+from app.token_source import TokenSource
+from app.twin import Twin
 
 
 @asynccontextmanager
@@ -23,13 +26,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = make_store(settings)
     await store.begin()
     app.state.replies = store
+    app.state.source = make_source(settings)
     app.state.authenticator = Authenticator(settings)
     tracing.configure(settings)
     yield
     # After the server stopped accepting and its streams ended (server_shutdown):
     # replies in flight finish into a shared store, up to the drain deadline.
     await store.close(settings.drain_seconds)
+    if isinstance(app.state.source, OpenAISource):
+        await app.state.source.aclose()
     tracing.shutdown()
+
+
+def make_source(settings: Settings) -> TokenSource:
+    if settings.source == "openai":
+        return OpenAISource(settings)
+    return Twin(
+        tokens=settings.twin_reply_tokens,
+        delay_seconds=settings.twin_token_delay_seconds,
+        test_hooks=settings.twin_test_hooks,
+    )
 
 
 def make_store(settings: Settings) -> ReplyStore:
@@ -39,6 +55,8 @@ def make_store(settings: Settings) -> ReplyStore:
         max_replies=settings.max_replies,
         max_reply_bytes=settings.max_reply_bytes,
         max_reply_tokens=settings.max_reply_tokens,
+        history_turns=settings.history_max_turns,
+        history_chars=settings.history_max_chars,
     )
     if settings.reply_store == "memory":
         return MemoryReplyStore(limits, conversation_ttl=settings.conversation_ttl_seconds)

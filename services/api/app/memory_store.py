@@ -9,7 +9,8 @@ oldest first, to make room; when every slot generates, new replies get
 StoreFull). Conversation owners are kept while the conversation is used
 within ``conversation_ttl``; they are never forgotten early to make room:
 past ``10 x max_replies`` live conversations new ones are refused, so nobody
-can claim another subject's conversation by creating many new ones.
+can claim another subject's conversation by creating many new ones. A
+conversation's history is kept with its owner and forgotten with it.
 """
 
 import time
@@ -17,8 +18,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import ClassVar
 
-from app.replies import NotOwner, Reply, StoreFull
-from app.reply_store import ReplyLimits, ReplyStore
+from app.replies import NotOwner, Reply, StoreFull, Turn
+from app.reply_store import ReplyLimits, ReplyStore, bounded, turn_of
 
 
 class MemoryReplyStore(ReplyStore):
@@ -31,8 +32,10 @@ class MemoryReplyStore(ReplyStore):
         self._conversation_ttl = conversation_ttl
         # conversation id -> (owner, expires at); refreshed by use, oldest first.
         self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        # conversation id -> its history, oldest first, within the limits.
+        self._turns: dict[str, list[Turn]] = {}
 
-    async def _create(self, *, subject: str, conversation_id: str, message_id: str) -> Reply:
+    async def _create(self, *, subject: str, conversation_id: str, message_id: str) -> tuple[Reply, list[Turn]]:
         now = self._clock()
         owner = self._owners.get(conversation_id)
         if owner is not None and owner[1] > now and owner[0] != subject:
@@ -43,7 +46,14 @@ class MemoryReplyStore(ReplyStore):
         # Every check passed: only now is anything recorded.
         self._owners[conversation_id] = (subject, now + self._conversation_ttl)
         self._owners.move_to_end(conversation_id)
-        return Reply(conversation_id=conversation_id, message_id=message_id, subject=subject, producer=self.process)
+        reply = Reply(conversation_id=conversation_id, message_id=message_id, subject=subject, producer=self.process)
+        return reply, list(self._turns.get(conversation_id, []))
+
+    async def _history(self, conversation_id: str) -> list[Turn]:
+        owner = self._owners.get(conversation_id)
+        if owner is None or owner[1] <= self._clock():
+            return []
+        return list(self._turns.get(conversation_id, []))
 
     def _local(self, message_id: str) -> Reply | None:
         reply = self._replies.get(message_id)
@@ -59,7 +69,10 @@ class MemoryReplyStore(ReplyStore):
         pass  # the Reply is the record
 
     def _record_end(self, reply: Reply) -> None:
-        pass
+        turn = turn_of(reply)
+        if turn is not None and reply.conversation_id in self._owners:
+            turns = [*self._turns.get(reply.conversation_id, []), turn]
+            self._turns[reply.conversation_id] = bounded(turns, self.limits)
 
     def _released(self, reply: Reply) -> None:
         pass  # kept for resume until it expires or is evicted
@@ -90,6 +103,7 @@ class MemoryReplyStore(ReplyStore):
             if expires_at > now:
                 break
             del self._owners[conversation_id]
+            self._turns.pop(conversation_id, None)
         # self._replies keeps insertion order: the oldest come first.
         while self._replies:
             message_id, reply = next(iter(self._replies.items()))

@@ -109,7 +109,7 @@ STORE_ERRORS = Counter("chat_store_errors", "Reply store requests that failed, b
 
 # Label values. Outcomes of a stream (an error's code comes from app.replies
 # or the stream itself); reasons a generation is cancelled; store operations.
-OUTCOMES: Final = ("end", "stopped", "disconnected", "shutdown", "token_expired", "resume_unavailable")
+OUTCOMES: Final = ("end", "stopped", "length", "disconnected", "shutdown", "token_expired", "resume_unavailable")
 ERROR_CODES: Final = (
     "source_failed",
     "reply_too_large",
@@ -118,9 +118,18 @@ ERROR_CODES: Final = (
     "reply_interrupted",
     "store_unavailable",
     "store_full",
+    # A model server's failures (app.openai_source).
+    "model_unavailable",
+    "model_misconfigured",
+    "model_rejected",
+    "model_busy",
+    "model_error",
+    "model_timeout",
+    "model_stalled",
+    "model_interrupted",
 )
 CANCEL_REASONS: Final = ("abandoned", "stopped", "shutdown", "too_large", "store")
-SOURCES: Final = ("twin",)
+SOURCES: Final = ("twin", "openai")
 STORE_OPERATIONS: Final = ("create", "load", "write", "read", "lease", "stop")
 THIS_PROCESS, OTHER_PROCESS, NO_REPLY = "this_process", "other_process", "none"
 

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
-FinishReason = Literal["stop", "stopped"]
+# "stopped": ended early by Stop; "length": the model reached its token limit.
+FinishReason = Literal["stop", "stopped", "length"]
 
 # What one token costs in a process beyond its UTF-8 bytes: the str object's
 # header (49 to 80 bytes by the widest character) and its slot in the list.
@@ -34,6 +35,26 @@ class Failure:
     message: str
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What the model server reports a reply cost, when it does."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier exchange of a conversation, sent to the model with the next message."""
+
+    user: str
+    assistant: str
+
+    @property
+    def chars(self) -> int:
+        return len(self.user) + len(self.assistant)
+
+
 SOURCE_FAILED = Failure("source_failed", "The reply could not be completed. Send the message again.")
 TOO_LARGE = Failure("reply_too_large", "The reply exceeded the size limit and was stopped.")
 ABANDONED = Failure("reply_abandoned", "The reply was stopped because no client was connected.")
@@ -41,6 +62,16 @@ SHUTDOWN = Failure("server_shutdown", "The server stopped before the reply was c
 INTERRUPTED = Failure("reply_interrupted", "The server generating the reply stopped. Send the message again.")
 STORE_UNAVAILABLE = Failure("store_unavailable", "The reply store is unavailable. Send the message again shortly.")
 STORE_FULL = Failure("store_full", "The reply store is full. Send the message again shortly.")
+# A model server's failures (app.openai_source). The messages name no server,
+# address or key: they reach every client of the reply.
+MODEL_UNAVAILABLE = Failure("model_unavailable", "The model server could not be reached. Send the message again later.")
+MODEL_MISCONFIGURED = Failure("model_misconfigured", "The model server refused this service's credentials.")
+MODEL_REJECTED = Failure("model_rejected", "The model server refused the request.")
+MODEL_BUSY = Failure("model_busy", "The model server is busy. Send the message again shortly.")
+MODEL_ERROR = Failure("model_error", "The model server failed. Send the message again shortly.")
+MODEL_TIMEOUT = Failure("model_timeout", "The model did not start answering in time. Send the message again.")
+MODEL_STALLED = Failure("model_stalled", "The model stopped answering mid-reply. Send the message again.")
+MODEL_INTERRUPTED = Failure("model_interrupted", "The model's answer was cut off. Send the message again.")
 
 
 class NotOwner(Exception):
@@ -66,11 +97,15 @@ class Reply:
     subject: str
     # The process generating it (app.reply_store.process_id()).
     producer: str = ""
+    # The user message it answers; known to the process generating it, which
+    # adds the two to the conversation's history when the reply ends well.
+    message: str = ""
     tokens: list[str] = field(default_factory=list)
     size: int = 0  # bytes it takes in this process: its text plus TOKEN_OVERHEAD a token
     done: bool = False
     failure: Failure | None = None
     finish_reason: FinishReason = "stop"
+    usage: Usage | None = None
     finished_at: float | None = None
     subscribers: int = 0
     _watchers: set[asyncio.Event] = field(default_factory=set)

@@ -19,6 +19,14 @@ comes back in time the task is cancelled, which closes the token source (an
 upstream model call stops). :meth:`stop` ends a reply early with the finish
 reason ``stopped``. On shutdown, :meth:`close` lets the replies in flight
 finish into a shared store, up to a drain deadline.
+
+A conversation's history (its earlier turns, for a model) lives in the store
+too, with the conversation's owner and its TTL, so the next message may reach
+any replica. A reply enters it when it ends with ``end``: complete, cut by
+the model's token limit, or stopped (the user saw that text, and a next
+message such as "shorter, please" is about it). A reply that ends with an
+``error`` does not, nor does its message: the client was told to send it
+again, and the history would otherwise hold it twice, or an answer nobody read.
 """
 
 import asyncio
@@ -46,9 +54,10 @@ from app.replies import (
     Failure,
     Reply,
     StoreFull,
+    Turn,
     cost,
 )
-from app.token_source import TokenSource
+from app.token_source import Finish, TokenSource, TokenSourceError
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +76,27 @@ class ReplyLimits:
     max_replies: int  # replies this process generates at once (memory store: keeps)
     max_reply_bytes: int  # memory per reply (text + TOKEN_OVERHEAD a token); past it: reply_too_large
     max_reply_tokens: int  # tokens per reply, likewise
+    history_turns: int = 20  # earlier turns sent with a new message (0: none)
+    history_chars: int = 16_000  # and their characters at most, the newest kept
+
+
+def bounded(turns: list[Turn], limits: ReplyLimits) -> list[Turn]:
+    """The newest turns within the limits, oldest first."""
+    kept: list[Turn] = []
+    chars = 0
+    for turn in reversed(turns[-limits.history_turns :] if limits.history_turns else []):
+        chars += turn.chars
+        if chars > limits.history_chars:
+            break
+        kept.append(turn)
+    return kept[::-1]
+
+
+def turn_of(reply: Reply) -> Turn | None:
+    """What ``reply`` adds to its conversation's history (see the module's docstring)."""
+    if not reply.done or reply.failure is not None or not reply.tokens or not reply.message:
+        return None
+    return Turn(reply.message, "".join(reply.tokens))
 
 
 _STOPPED = Failure("stopped", "")  # a cancellation reason, not a failure: the reply ends with `end`
@@ -118,9 +148,12 @@ class ReplyStore(ABC):
         """
         if self._closing or len(self._tasks) >= self.limits.max_replies:
             raise StoreFull
-        reply = await self._create(subject=subject, conversation_id=conversation_id, message_id=message_id)
+        reply, history = await self._create(subject=subject, conversation_id=conversation_id, message_id=message_id)
+        reply.message = message
         self._replies[message_id] = reply
-        task = asyncio.get_running_loop().create_task(self._generate(reply, source, message))
+        task = asyncio.get_running_loop().create_task(
+            self._generate(reply, source, message, bounded(history, self.limits))
+        )
         self._tasks[message_id] = task
         task.add_done_callback(lambda _: self._generation_ended(reply))
         return reply
@@ -176,8 +209,18 @@ class ReplyStore(ABC):
         """Start background work (connections, timers)."""
 
     @abstractmethod
-    async def _create(self, *, subject: str, conversation_id: str, message_id: str) -> Reply:
-        """Record the owner (raising NotOwner) and a new reply generated here."""
+    async def _create(self, *, subject: str, conversation_id: str, message_id: str) -> tuple[Reply, list[Turn]]:
+        """Record the owner (raising NotOwner) and a new reply generated here;
+        return it with the conversation's history (oldest first; at least the
+        newest ``history_turns`` kept)."""
+
+    async def history(self, conversation_id: str) -> list[Turn]:
+        """The turns the next message of this conversation would be sent with."""
+        return bounded(await self._history(conversation_id), self.limits)
+
+    @abstractmethod
+    async def _history(self, conversation_id: str) -> list[Turn]:
+        """The conversation's turns kept, oldest first ([] when unknown or expired)."""
 
     @abstractmethod
     def _local(self, message_id: str) -> Reply | None:
@@ -193,7 +236,8 @@ class ReplyStore(ABC):
 
     @abstractmethod
     def _record_end(self, reply: Reply) -> None:
-        """Persist the reply's end (already on ``reply``)."""
+        """Persist the reply's end (already on ``reply``), and add
+        :func:`turn_of` it, when there is one, to its conversation's history."""
 
     @abstractmethod
     def _released(self, reply: Reply) -> None:
@@ -224,14 +268,19 @@ class ReplyStore(ABC):
         for message_id in list(self._tasks):
             self._cancel(message_id, reason)
 
-    async def _generate(self, reply: Reply, source: TokenSource, message: str) -> None:
+    async def _generate(self, reply: Reply, source: TokenSource, message: str, history: list[Turn]) -> None:
         metrics.RUNNING_GENERATIONS.inc()
         name = source_name(source)
         metrics.UPSTREAM_REQUESTS.labels(name).inc()
         failure: Failure | None = SHUTDOWN
         try:
-            async with aclosing(source.stream(message)) as tokens:
+            async with aclosing(source.stream(message, history)) as tokens:
                 async for text in tokens:
+                    if isinstance(text, Finish):
+                        reply.usage = text.usage
+                        if text.reason == "length":
+                            reply.finish_reason = "length"
+                        continue
                     if (
                         reply.size + cost(text) > self.limits.max_reply_bytes
                         or len(reply.tokens) >= self.limits.max_reply_tokens
@@ -245,6 +294,16 @@ class ReplyStore(ABC):
             failure = self._cancel_reasons.get(reply.message_id, SHUTDOWN)
             if failure is not _STOPPED:
                 raise
+        except TokenSourceError as exc:
+            # An expected failure (a model server's): one line, no traceback.
+            failure = exc.failure or SOURCE_FAILED
+            logger.warning(
+                "token source failed after %d tokens (message %s): %s: %s",
+                len(reply.tokens),
+                reply.message_id,
+                failure.code,
+                exc,
+            )
         except Exception:
             # Any failure, expected or a bug: clients are told the reply is
             # incomplete instead of seeing a clean end or a hung connection.
@@ -259,7 +318,7 @@ class ReplyStore(ABC):
 
     def _end(self, reply: Reply, failure: Failure | None) -> None:
         stopped = failure is _STOPPED
-        if reply.finish(None if stopped else failure, self._clock(), "stopped" if stopped else "stop"):
+        if reply.finish(None if stopped else failure, self._clock(), "stopped" if stopped else reply.finish_reason):
             self._record_end(reply)
 
     def _generation_ended(self, reply: Reply) -> None:

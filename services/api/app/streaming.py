@@ -221,7 +221,7 @@ async def reply_events(
                         yield events.error("resume_unavailable", RESUME_UNAVAILABLE)
                     elif reply.failure is None:
                         ended.outcome = "end" if reply.finish_reason == "stop" else reply.finish_reason
-                        yield events.end(len(reply.tokens), reply.finish_reason)
+                        yield events.end(len(reply.tokens), reply.finish_reason, reply.usage)
                     else:
                         ended.outcome, ended.code = "error", reply.failure.code
                         access_log.note(error=reply.failure.code)

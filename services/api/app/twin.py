@@ -17,9 +17,10 @@ message that starts with one of these drives a failure path:
 """
 
 import asyncio
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from itertools import cycle, islice
 
+from app.replies import Turn
 from app.token_source import TokenSourceError
 
 SCRIPT: tuple[str, ...] = (
@@ -53,7 +54,8 @@ class Twin:
         self._delay = delay_seconds
         self._test_hooks = test_hooks
 
-    async def stream(self, message: str) -> AsyncGenerator[str, None]:
+    async def stream(self, message: str, history: Sequence[Turn] = ()) -> AsyncGenerator[str, None]:
+        # The twin says the same whatever came before: history is for models.
         hook, _, argument = message.partition(" ") if self._test_hooks else ("", "", "")
         if hook == "/flood":
             for index in range(FLOOD_BYTES // FLOOD_TOKEN_BYTES):

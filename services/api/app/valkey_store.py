@@ -12,6 +12,7 @@ scripts touch a conversation's key and its reply's keys together):
     lease every second        --->   chat:proc:{process}      <--- producer alive? if not:
                                                                    write reply_interrupted
     stop (Pub/Sub)            <---   chat:proc:{process}:stop <--- POST .../stop
+    end + turn (same script)  --->   chat:conv:{conversation}:turns ---> the next message's history
                                      chat:reply:{message}:watch <- a client follows here
 
 - **The log.** One Stream per reply, entry ``0-(i+1)`` for token ``i`` and
@@ -22,6 +23,10 @@ scripts touch a conversation's key and its reply's keys together):
   after its last write (refreshed while the reply is silent); at the end it
   is set to ``resume_ttl``. A conversation's owner expires ``conversation_ttl``
   after its last message. Nothing is left behind once the TTLs pass.
+- **History.** A list of JSON turns per conversation, the newest
+  ``history_turns`` kept, expiring with the conversation's owner. A reply's
+  turn is added by the script that writes its closing entry, only while the
+  conversation is still its subject's; a new owner starts with none.
 - **Ownership.** Set only by the create script, after every check passed: a
   refused request (not the owner, store full) records nothing, and an owner
   is never dropped while its conversation is alive (``noeviction``).
@@ -47,6 +52,7 @@ stop channel.
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -66,12 +72,15 @@ from app.replies import (
     STORE_FULL,
     STORE_UNAVAILABLE,
     Failure,
+    FinishReason,
     NotOwner,
     Reply,
     StoreFull,
     StoreUnavailable,
+    Turn,
+    Usage,
 )
-from app.reply_store import ReplyLimits, ReplyStore, process_id
+from app.reply_store import ReplyLimits, ReplyStore, process_id, turn_of
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +93,26 @@ CREATE_MEMORY_FRACTION = 0.9
 # The blocking read's wait: new followers join the read within this (ms).
 READ_BLOCK_MS = 200
 
+# KEYS: owner, reply meta, history. ARGV: subject, conversation ttl, conversation
+# id, producer, generating ttl, memory fraction, turns to return. Returns
+# {status, turn...}: the history (JSON turns, oldest first) with 'ok'.
 _CREATE = """
 local owner = redis.call('GET', KEYS[1])
-if owner and owner ~= ARGV[1] then return 'not_owner' end
+if owner and owner ~= ARGV[1] then return {'not_owner'} end
 local info = redis.call('INFO', 'memory')
 local limit = tonumber(string.match(info, 'maxmemory:(%d+)'))
 if limit and limit > 0 and tonumber(string.match(info, 'used_memory:(%d+)')) > limit * tonumber(ARGV[6]) then
-  return 'full'
+  return {'full'}
 end
+-- A new (or expired) conversation starts with no history, whatever was left.
+if not owner then redis.call('DEL', KEYS[3]) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
 redis.call('HSET', KEYS[2], 'conversation', ARGV[3], 'subject', ARGV[1], 'producer', ARGV[4], 'status', 'generating')
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-return 'ok'
+local turns = {}
+if tonumber(ARGV[7]) > 0 then turns = redis.call('LRANGE', KEYS[3], -tonumber(ARGV[7]), -1) end
+return {'ok', unpack(turns)}
 """
 
 # Tokens of one reply: ARGV = ttl, id, text, id, text...; 0 when the reply is
@@ -108,8 +125,12 @@ redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return 1
 """
 
-# The closing entry: ARGV = ttl, id ('' = after the last entry), kind, a, b,
-# producer ('' = any; set when another process ends a dead producer's reply).
+# The closing entry: KEYS = meta, log, history, owner; ARGV = ttl, id ('' =
+# after the last entry), kind, a, b, producer ('' = any; set when another
+# process ends a dead producer's reply), usage ('' = none), the turn to add to
+# the history ('' = none), turns kept, subject. The turn goes in with the
+# closing entry, atomically: a reply whose end is in the store is in its
+# conversation's history, and only while the conversation is still its owner's.
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'generating' then return 0 end
 if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'producer') ~= ARGV[6] then return 0 end
@@ -120,16 +141,27 @@ if id == '' then
   if #last > 0 then n = tonumber(string.match(last[1][1], '-(%d+)$')) end
   id = '0-' .. (n + 1)
 end
-redis.call('XADD', KEYS[2], id, 'e', ARGV[3], 'a', ARGV[4], 'b', ARGV[5])
+local entry = {'e', ARGV[3], 'a', ARGV[4], 'b', ARGV[5]}
+if ARGV[7] ~= '' then entry[#entry + 1] = 'u'; entry[#entry + 1] = ARGV[7] end
+redis.call('XADD', KEYS[2], id, unpack(entry))
 redis.call('HSET', KEYS[1], 'status', 'done')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
+if ARGV[8] ~= '' and redis.call('GET', KEYS[4]) == ARGV[10] then
+  redis.call('RPUSH', KEYS[3], ARGV[8])
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[9]), -1)
+  redis.call('PEXPIRE', KEYS[3], math.max(1, redis.call('PTTL', KEYS[4])))
+end
 return 1
 """
 
 
 def _conversation_key(conversation_id: str) -> str:
     return f"chat:conv:{conversation_id}"
+
+
+def _history_key(conversation_id: str) -> str:
+    return f"chat:conv:{conversation_id}:turns"
 
 
 def _meta_key(message_id: str) -> str:
@@ -150,6 +182,11 @@ def _lease_key(producer: str) -> str:
 
 def _stop_channel(producer: str) -> str:
     return f"chat:proc:{producer}:stop"
+
+
+def _turn(text: str) -> Turn:
+    fields = json.loads(text)
+    return Turn(fields["user"], fields["assistant"])
 
 
 def _entry_index(entry_id: str) -> int:
@@ -201,6 +238,10 @@ class ValkeyReplyStore(ReplyStore):
         # Pending writes: tokens by reply (in order), then closing entries.
         self._pending_tokens: dict[str, tuple[Reply, list[str]]] = {}
         self._pending_ends: list[Reply] = []
+        # Conversations whose replies' ends (and turns) are not written yet:
+        # their next message here waits for the write, so it gets the turn.
+        self._unwritten: dict[str, int] = {}
+        self._written = asyncio.Event()
         self._wake_writer = asyncio.Event()
         self._writer_idle = asyncio.Event()
         self._writer_idle.set()
@@ -245,24 +286,49 @@ class ValkeyReplyStore(ReplyStore):
 
     # ---- creating and finding replies -----------------------------------------
 
-    async def _create(self, *, subject: str, conversation_id: str, message_id: str) -> Reply:
-        keys = [_conversation_key(conversation_id), _meta_key(message_id)]
+    async def _create(self, *, subject: str, conversation_id: str, message_id: str) -> tuple[Reply, list[Turn]]:
+        await self._turns_written(conversation_id)
+        keys = [_conversation_key(conversation_id), _meta_key(message_id), _history_key(conversation_id)]
         ttl = int(GENERATING_TTL * 1000)
         args: list[str | int | float] = [subject, self._conversation_ttl_ms, conversation_id, self.process, ttl]
         try:
             with metrics.store_operation("create"):
-                result = await self._create_script(keys=keys, args=[*args, CREATE_MEMORY_FRACTION])
+                status, *turns = await self._create_script(
+                    keys=keys, args=[*args, CREATE_MEMORY_FRACTION, self.limits.history_turns]
+                )
         except UNREACHABLE as exc:
             raise StoreUnavailable from exc
         except ResponseError as exc:
             if str(exc).startswith("OOM"):
                 raise StoreFull("store_full") from exc
             raise StoreUnavailable from exc
-        if result == "not_owner":
+        if status == "not_owner":
             raise NotOwner(conversation_id)
-        if result == "full":
+        if status == "full":
             raise StoreFull("store_full")
-        return Reply(conversation_id=conversation_id, message_id=message_id, subject=subject, producer=self.process)
+        reply = Reply(conversation_id=conversation_id, message_id=message_id, subject=subject, producer=self.process)
+        return reply, [_turn(text) for text in turns]
+
+    async def _turns_written(self, conversation_id: str, timeout: float = 2.0) -> None:
+        """Wait (briefly) until this process's last reply in the conversation
+        is in the store: a next message sent at once must see its turn. (One
+        sent as fast to another replica may not: the write is one round trip.)"""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while conversation_id in self._unwritten:
+                    self._written.clear()
+                    self._wake_writer.set()
+                    await self._written.wait()
+
+    async def _history(self, conversation_id: str) -> list[Turn]:
+        await self._turns_written(conversation_id)
+        if self.limits.history_turns == 0:
+            return []
+        try:
+            turns = await self._redis.lrange(_history_key(conversation_id), -self.limits.history_turns, -1)
+        except UNREACHABLE as exc:
+            raise StoreUnavailable from exc
+        return [_turn(str(text)) for text in turns]
 
     def _local(self, message_id: str) -> Reply | None:
         return self._replies.get(message_id)
@@ -303,7 +369,14 @@ class ValkeyReplyStore(ReplyStore):
                 reply.append(fields["t"])
             return
         if fields.get("e") == "end":
-            reply.finish(None, self._clock(), "stopped" if fields.get("a") == "stopped" else "stop")
+            if "u" in fields:
+                prompt, completion = fields["u"].split()
+                reply.usage = Usage(int(prompt), int(completion))
+            reason = fields.get("a")
+            finish_reason: FinishReason = (
+                "stopped" if reason == "stopped" else "length" if reason == "length" else "stop"
+            )
+            reply.finish(None, self._clock(), finish_reason)
         else:
             reply.finish(Failure(fields.get("a", "error"), fields.get("b", "")), self._clock())
         self._following.pop(reply.message_id, None)
@@ -319,6 +392,7 @@ class ValkeyReplyStore(ReplyStore):
 
     def _record_end(self, reply: Reply) -> None:
         self._pending_ends.append(reply)
+        self._unwritten[reply.conversation_id] = self._unwritten.get(reply.conversation_id, 0) + 1
         self._wake_writer.set()
 
     async def _write_loop(self) -> None:
@@ -335,6 +409,12 @@ class ValkeyReplyStore(ReplyStore):
             except Exception:  # a bug must not stop every later write
                 logger.exception("writing replies to the store failed")
             finally:
+                for reply in ends:
+                    if self._unwritten.get(reply.conversation_id, 0) > 1:
+                        self._unwritten[reply.conversation_id] -= 1
+                    else:
+                        self._unwritten.pop(reply.conversation_id, None)
+                self._written.set()
                 if not self._pending_tokens and not self._pending_ends:
                     self._writer_idle.set()
 
@@ -351,8 +431,16 @@ class ValkeyReplyStore(ReplyStore):
                     closing = ["end", reply.finish_reason, str(len(reply.tokens))]
                 else:
                     closing = ["error", reply.failure.code, reply.failure.message]
-                keys = [_meta_key(reply.message_id), _log_key(reply.message_id)]
-                await self._finish_script(keys, [resume_ttl, f"0-{len(reply.tokens) + 1}", *closing, ""], client=pipe)
+                usage = reply.usage
+                turn = turn_of(reply) if self.limits.history_turns else None
+                extra: list[str | int] = [
+                    f"{usage.prompt_tokens} {usage.completion_tokens}" if usage else "",
+                    json.dumps({"user": turn.user, "assistant": turn.assistant}) if turn else "",
+                    self.limits.history_turns,
+                    reply.subject,
+                ]
+                closing_args: list[str | int] = [resume_ttl, f"0-{len(reply.tokens) + 1}", *closing, "", *extra]
+                await self._finish_script(self._closing_keys(reply), closing_args, client=pipe)
                 order.append(reply)
             try:
                 with metrics.store_operation("write"):
@@ -372,6 +460,15 @@ class ValkeyReplyStore(ReplyStore):
             else:
                 failure = STORE_UNAVAILABLE
             self._lost(reply, failure)
+
+    @staticmethod
+    def _closing_keys(reply: Reply) -> list[str]:
+        return [
+            _meta_key(reply.message_id),
+            _log_key(reply.message_id),
+            _history_key(reply.conversation_id),
+            _conversation_key(reply.conversation_id),
+        ]
 
     def _lost(self, reply: Reply, failure: Failure) -> None:
         """The store could not take a write of ``reply``: end it here too."""
@@ -419,8 +516,9 @@ class ValkeyReplyStore(ReplyStore):
         resume_ttl = int(self.limits.resume_ttl * 1000)
         for reply in mirrors:
             if not alive[reply.producer]:
-                keys = [_meta_key(reply.message_id), _log_key(reply.message_id)]
-                args: list[str | int] = [resume_ttl, "", "error", INTERRUPTED.code, INTERRUPTED.message, reply.producer]
+                keys = self._closing_keys(reply)
+                error = ["error", INTERRUPTED.code, INTERRUPTED.message]
+                args: list[str | int] = [resume_ttl, "", *error, reply.producer, "", "", 0, ""]
                 if await self._finish_script(keys, args) == 0 and not await self._redis.exists(keys[0]):
                     reply.finish(INTERRUPTED, self._clock())  # its keys are gone
                     self._following.pop(reply.message_id, None)

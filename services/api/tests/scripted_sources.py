@@ -1,7 +1,10 @@
-"""Token sources for unit tests: scripted, and recording whether they were closed."""
+"""Token sources for unit tests: scripted, and recording what they were sent
+and whether they were closed."""
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
+
+from app.replies import Turn
 
 
 class ScriptedSource:
@@ -10,8 +13,10 @@ class ScriptedSource:
         self.fail_after = fail_after
         self.delay = delay
         self.closed = False
+        self.history: list[Turn] | None = None  # what the last stream() was sent with
 
-    async def stream(self, message: str) -> AsyncGenerator[str, None]:
+    async def stream(self, message: str, history: Sequence[Turn] = ()) -> AsyncGenerator[str, None]:
+        self.history = list(history)
         try:
             for index, token in enumerate(self.tokens):
                 if index == self.fail_after:

@@ -9,5 +9,7 @@ def parse(body: str) -> list[tuple[str, dict[str, Any]]]:
     events = []
     for block in body.strip("\n").split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
+        if not fields:
+            continue  # a heartbeat alone
         events.append((fields["event"], json.loads(fields["data"])))
     return events

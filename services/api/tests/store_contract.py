@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
-from app.replies import ABANDONED, SHUTDOWN, SOURCE_FAILED, TOO_LARGE, NotOwner, Reply, StoreFull
+from app.replies import ABANDONED, SHUTDOWN, SOURCE_FAILED, TOO_LARGE, NotOwner, Reply, StoreFull, Turn
 from app.reply_store import ReplyLimits, ReplyStore
 from app.token_source import TokenSource
 from scripted_sources import ScriptedSource
@@ -50,17 +50,24 @@ class ReplyStoreContract:
     """Subclasses implement :meth:`make` (called inside the test's event loop)."""
 
     async def make(self, **overrides: Any) -> ReplyStore:
+        """A store with these limits (and ``conversation_ttl``, in seconds)."""
         raise NotImplementedError
 
     def run(self, test: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(test())  # type: ignore[arg-type]
 
     async def start(
-        self, store: ReplyStore, source: TokenSource, *, subject: str = "alice", conversation_id: str | None = None
+        self,
+        store: ReplyStore,
+        source: TokenSource,
+        *,
+        subject: str = "alice",
+        conversation_id: str | None = None,
+        message: str = "hi",
     ) -> Reply:
         return await store.start(
             source,
-            "hi",
+            message,
             subject=subject,
             conversation_id=conversation_id or new_id("conv"),
             message_id=new_id("msg"),
@@ -210,6 +217,94 @@ class ReplyStoreContract:
                     await until_done(await self.start(store, ScriptedSource(["a"]), subject="mallory"))
             with pytest.raises(NotOwner):
                 await self.start(store, ScriptedSource(["a"]), subject="mallory", conversation_id=victim)
+            await store.close(0)
+
+        self.run(test)
+
+    # ---- the conversation's history (multi-turn) -----------------------------------
+
+    async def exchange(
+        self, store: ReplyStore, conversation_id: str, message: str, tokens: list[str], **source: Any
+    ) -> tuple[Reply, ScriptedSource]:
+        scripted = ScriptedSource(tokens, **source)
+        reply = await self.start(store, scripted, conversation_id=conversation_id, message=message)
+        return await until_done(reply), scripted
+
+    def test_each_message_is_sent_with_the_turns_before_it(self) -> None:
+        async def test() -> None:
+            store = await self.make()
+            conversation = new_id("conv")
+            _, first = await self.exchange(store, conversation, "Hi, I am Ana.", ["Hello", " Ana"])
+            _, second = await self.exchange(store, conversation, "Who am I?", ["You", " are", " Ana"])
+            _, third = await self.exchange(store, conversation, "Thanks", ["Welcome"])
+            assert first.history == []
+            assert second.history == [Turn("Hi, I am Ana.", "Hello Ana")]
+            assert third.history == [Turn("Hi, I am Ana.", "Hello Ana"), Turn("Who am I?", "You are Ana")]
+            # Another conversation has its own (none).
+            _, other = await self.exchange(store, new_id("conv"), "Who am I?", ["?"])
+            assert other.history == []
+            await store.close(0)
+
+        self.run(test)
+
+    def test_a_failed_reply_stays_out_of_the_history_and_a_stopped_one_enters_it(self) -> None:
+        async def test() -> None:
+            store = await self.make()
+            conversation = new_id("conv")
+            failed, _ = await self.exchange(store, conversation, "one", ["a", "b"], fail_after=1)
+            assert failed.failure is SOURCE_FAILED
+            assert await store.history(conversation) == []
+            running = await self.start(
+                store, ScriptedSource(["x"] * 1000, delay=0.01), conversation_id=conversation, message="two"
+            )
+            with store.attach(running):
+                while len(running.tokens) < 2:
+                    await asyncio.sleep(0.01)
+                await store.stop(running)
+                await until_done(running)
+            assert running.finish_reason == "stopped"
+            assert await store.history(conversation) == [Turn("two", "".join(running.tokens))]
+            await store.close(0)
+
+        self.run(test)
+
+    def test_the_history_is_bounded_in_turns_and_characters(self) -> None:
+        async def test() -> None:
+            store = await self.make(history_turns=2, history_chars=25)
+            conversation = new_id("conv")
+            for n in range(4):
+                await self.exchange(store, conversation, f"q{n}", [f"answer {n}"])
+            # Two turns of 10 characters each fit; a third would not be sent anyway.
+            assert await store.history(conversation) == [Turn("q2", "answer 2"), Turn("q3", "answer 3")]
+            await self.exchange(store, conversation, "q4", ["a much longer answer"])
+            assert await store.history(conversation) == [Turn("q4", "a much longer answer")]
+            await store.close(0)
+
+        self.run(test)
+
+    def test_no_history_is_kept_when_turns_are_off(self) -> None:
+        async def test() -> None:
+            store = await self.make(history_turns=0)
+            conversation = new_id("conv")
+            await self.exchange(store, conversation, "one", ["a"])
+            _, second = await self.exchange(store, conversation, "two", ["b"])
+            assert second.history == []
+            await store.close(0)
+
+        self.run(test)
+
+    def test_the_history_expires_with_the_conversation(self) -> None:
+        async def test() -> None:
+            store = await self.make(conversation_ttl=0.5)
+            conversation = new_id("conv")
+            await self.exchange(store, conversation, "one", ["a"])
+            assert await store.history(conversation) == [Turn("one", "a")]
+            await asyncio.sleep(0.7)
+            assert await store.history(conversation) == []
+            # A new owner of the same id starts with none of the old turns.
+            source = ScriptedSource(["b"])
+            await until_done(await self.start(store, source, subject="mallory", conversation_id=conversation))
+            assert source.history == [] and await store.history(conversation) == [Turn("hi", "b")]
             await store.close(0)
 
         self.run(test)

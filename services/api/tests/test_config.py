@@ -71,3 +71,47 @@ def test_the_valkey_store_needs_a_password(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("CHAT_VALKEY_PASSWORD", raising=False)
     with pytest.raises(ValidationError, match="CHAT_REPLY_STORE=valkey needs CHAT_VALKEY_PASSWORD"):
         Settings()
+
+
+def test_the_twin_is_the_default_source() -> None:
+    assert Settings().source == "twin"
+
+
+def use_a_model(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    monkeypatch.setenv("CHAT_SOURCE", "openai")
+    monkeypatch.setenv("CHAT_OPENAI_BASE_URL", "http://model:8080/v1")
+    monkeypatch.setenv("CHAT_OPENAI_MODEL", "smollm2")
+    monkeypatch.setenv("CHAT_OPENAI_API_KEY", key)
+
+
+@pytest.mark.parametrize("name", ["CHAT_OPENAI_BASE_URL", "CHAT_OPENAI_MODEL", "CHAT_OPENAI_API_KEY"])
+def test_the_model_source_needs_a_server_a_model_and_a_key(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    use_a_model(monkeypatch, "a-real-looking-key-0123456789")
+    assert Settings().openai_api_key is not None
+    monkeypatch.setenv(name, "")  # compose's "unset"
+    with pytest.raises(ValidationError, match="CHAT_SOURCE=openai needs"):
+        Settings()
+
+
+@pytest.mark.parametrize("key", ["changeme", "sk-...", "sk-xxxxxxxx", "your-api-key", "sk-", " ", "<your key>"])
+def test_production_refuses_a_placeholder_model_key(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    use_a_model(monkeypatch, key)
+    with pytest.raises(ValidationError, match="CHAT_OPENAI_API_KEY is a placeholder") as refused:
+        Settings()
+    assert key.strip() == "" or key not in str(refused.value).replace("input_value", "")
+    monkeypatch.setenv("CHAT_ENVIRONMENT", "development")
+    assert Settings().openai_api_key is not None
+
+
+def test_the_model_key_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_a_model(monkeypatch, "sk-live-0123456789abcdef")
+    settings = Settings()
+    assert "sk-live" not in repr(settings) and "sk-live" not in str(settings.model_dump())
+
+
+def test_disabling_cancellation_is_a_test_switch_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAT_OPENAI_TEST_NO_CANCEL", "true")
+    with pytest.raises(ValidationError, match="CHAT_OPENAI_TEST_NO_CANCEL is a test switch"):
+        Settings()
+    monkeypatch.setenv("CHAT_TWIN_TEST_HOOKS", "true")
+    assert Settings().openai_test_no_cancel

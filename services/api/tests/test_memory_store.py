@@ -1,10 +1,10 @@
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import pytest
 from app.memory_store import MemoryReplyStore
-from app.replies import StoreFull
+from app.replies import StoreFull, Turn
 from scripted_sources import ScriptedSource
 from store_contract import ReplyStoreContract, limits, new_id, until_done
 
@@ -19,7 +19,8 @@ class Clock:
 
 class TestMemoryStore(ReplyStoreContract):
     async def make(self, **overrides: Any) -> MemoryReplyStore:
-        return MemoryReplyStore(limits(**overrides), conversation_ttl=3600)
+        conversation_ttl = overrides.pop("conversation_ttl", 3600)
+        return MemoryReplyStore(limits(**overrides), conversation_ttl=conversation_ttl)
 
 
 def test_finished_replies_expire_after_the_ttl() -> None:
@@ -83,7 +84,7 @@ def test_the_byte_bound_counts_what_a_reply_really_takes() -> None:
 
         closed = False
 
-        async def stream(self, message: str) -> AsyncGenerator[str, None]:
+        async def stream(self, message: str, history: Sequence[Turn] = ()) -> AsyncGenerator[str, None]:
             for i in range(100_000):
                 yield chr(0x600 + i % 200) + ""  # a new 2-byte (UTF-8) string each time
                 if i % 1000 == 0:

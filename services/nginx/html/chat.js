@@ -222,8 +222,9 @@ async function send(message) {
     }
   }
   reply.classList.remove("streaming");
-  const stopped = window.chat.finishReason === "stopped";
-  show("state", done && !reply.classList.contains("error") ? (stopped ? "stopped" : "done") : "failed");
+  // "stopped": ended by Stop; "length": a model reached its token limit.
+  const ended = { stopped: "stopped", length: "done (the model's token limit)" }[window.chat.finishReason] ?? "done";
+  show("state", done && !reply.classList.contains("error") ? ended : "failed");
   $("send").disabled = false;
   $("stop").hidden = true;
 }
