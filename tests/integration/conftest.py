@@ -35,6 +35,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         env.setenv("CHAT_AUTH_SECRET", secret)
         valkey_password = secrets.token_hex(32)
         env.setenv("CHAT_VALKEY_PASSWORD", valkey_password)
+        # The model server's key (compose.test.yaml's model APIs send it).
+        env.setenv("MODEL_API_KEY", secrets.token_hex(32))
         compose = DockerCompose(context=ROOT, compose_file_name=COMPOSE_FILES, profiles=PROFILES, build=True, wait=True)
         try:
             compose.start()

@@ -13,9 +13,10 @@ from websockets.typing import Subprotocol
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ["compose.yaml", "tests/integration/compose.test.yaml"]
-# Prometheus and the exporters come up with the stack (test_observability.py);
+# Prometheus and the exporters come up with the stack (test_observability.py),
+# and so does the real model server with its APIs and proxies (test_model.py);
 # Grafana does not (no Debian package: CI cannot always run it).
-PROFILES = ["observe"]
+PROFILES = ["observe", "model"]
 STREAM_PATH = "/api/chat/message/stream"
 WEBSOCKET_PATH = "/api/chat/message/ws"
 
