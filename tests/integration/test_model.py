@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from streamcheck import clients
-from streamcheck.timing import Arrival, Kind, Measurement, classify
+from streamcheck.timing import Arrival, Measurement, classify
 from tests.integration.stack import Stack
 
 # A request that keeps SmolLM2 busy up to CHAT_OPENAI_MAX_TOKENS (200).
@@ -60,11 +60,14 @@ def test_a_multi_turn_exchange_streams_through_nginx(stack: Stack) -> None:
     wait_until_idle(stack, "proxy-model")
     first = ask(stack, "proxy-model", "My name is Ana and I live in Lisbon. Greet me.")
     verdict = classify(first)
-    assert verdict.kind is Kind.STREAMING, verdict
+    # The model writes a token every 15-20 ms, about as often as this
+    # client's reads come: two tokens in one read is "coalesced", which
+    # passes (as the probe's gate does) when no token is held past 100 ms.
+    assert verdict.passed, verdict
     assert first.closing_event == "end"
     conversation = started(first)["conversation_id"]
     second = ask(stack, "proxy-model", "Where do I live?", conversation_id=conversation)
-    assert classify(second).kind is Kind.STREAMING and second.closing_event == "end"
+    assert classify(second).passed and second.closing_event == "end"
     # The second prompt carried the first turn: at temperature 0 with a seed
     # the model answers a prompt the same way every time, so the same
     # question in a new conversation (no history) gets another answer.
