@@ -36,8 +36,15 @@ endif
 PROFILES := $(if $(OBSERVE),--profile observe) $(if $(GRAFANA),--profile grafana) $(if $(MODEL),--profile model)
 export OBSERVE
 
+# `make up IPV6=1`: an IPv6 compose network, so IPv6 clients keep their own
+# address at nginx (compose.ipv6.yaml says what the engine needs). Every
+# compose command of this Makefile then reads the same files.
+ifneq ($(IPV6),)
+export COMPOSE_FILE := compose.yaml:compose.override.yaml:compose.ipv6.yaml
+endif
+
 .PHONY: up
-up: ## Build and start the stack, wait until healthy, print a demo token and how to try it [OBSERVE=1] [GRAFANA=1] [MODEL=local]
+up: ## Build and start the stack, wait until healthy, print a demo token and how to try it [OBSERVE=1] [GRAFANA=1] [MODEL=local] [IPV6=1]
 	scripts/base-images.sh
 	scripts/dev-credentials.sh
 	scripts/dev-certificate.sh
