@@ -8,17 +8,17 @@ status with the JSON error shape, or a WebSocket close code and reason).
 
 import uuid
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 
-from app import metrics
+from app import metrics, tracing
 from app.auth import Principal
 from app.config import Settings
 from app.events import ChatEvent, parse_event_id
 from app.replies import NotOwner, Reply, StoreFull, StoreUnavailable
 from app.reply_store import ReplyStore
-from app.streaming import StreamRequest, events_for
+from app.streaming import StreamRequest, events_for, start_span
 from app.token_source import TokenSource
 
 
@@ -50,6 +50,7 @@ async def open_reply(
     message: str,
     conversation_id: str | None,
     last_event_id: str | None,
+    span: tracing.StreamSpan = tracing.NO_SPAN,
 ) -> tuple[Reply | None, int]:
     """The reply to stream and the first token index to send.
 
@@ -65,6 +66,7 @@ async def open_reply(
                 subject=subject,
                 conversation_id=conversation_id or f"conv_{uuid.uuid4().hex}",
                 message_id=f"msg_{uuid.uuid4().hex}",
+                span=span,
             )
             return reply, 0
         event_id = parse_event_id(last_event_id)
@@ -118,14 +120,24 @@ async def open_stream(
     """The events for one connection, or :class:`Refused` before any of them."""
     if len(message) > settings.max_message_chars:
         raise too_long(settings.max_message_chars)
-    reply, from_index = await open_reply(
-        store,
-        source,
-        subject=principal.subject,
-        message=message,
-        conversation_id=conversation_id,
-        last_event_id=last_event_id,
-    )
+    if last_event_id is None:
+        # A new reply: its stream's span starts now, so that the generation
+        # (the model call) is its child (app.tracing).
+        request = replace(request, span=start_span(request))
+    try:
+        reply, from_index = await open_reply(
+            store,
+            source,
+            subject=principal.subject,
+            message=message,
+            conversation_id=conversation_id,
+            last_event_id=last_event_id,
+            span=request.span or tracing.NO_SPAN,
+        )
+    except Refused as refused:
+        if request.span is not None:
+            request.span.end("refused", refused.code, 0)
+        raise
     return events_for(
         store,
         reply,

@@ -103,6 +103,8 @@ class OpenAISource:
     def __init__(self, settings: Settings) -> None:
         assert settings.openai_base_url and settings.openai_model and settings.openai_api_key  # Settings checks
         self._model = settings.openai_model
+        # The model asked for: the generation span's gen_ai.request.model (app.tracing).
+        self.model: str = settings.openai_model
         self._system_prompt = settings.system_prompt
         self._first_token = settings.openai_first_token_seconds
         self._stall = settings.openai_stall_seconds

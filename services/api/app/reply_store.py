@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import ClassVar
 
-from app import metrics
+from app import metrics, tracing
 from app.replies import (
     ABANDONED,
     INTERRUPTED,
@@ -113,6 +113,16 @@ _CANCEL_REASONS = {
 }
 
 
+def _generation_outcome(failure: Failure | None) -> tuple[str, str]:
+    """(outcome, error code) of a generation, for its span: end, stopped, or
+    cancelled/error with the reason's code."""
+    if failure is None:
+        return "end", ""
+    if failure is _STOPPED:
+        return "stopped", ""
+    return ("cancelled" if failure in _CANCEL_REASONS else "error"), failure.code
+
+
 def source_name(source: TokenSource) -> str:
     """The ``source`` label of the upstream metrics: the source's ``name``, or its class."""
     name = getattr(source, "name", None)
@@ -140,9 +150,17 @@ class ReplyStore(ABC):
     # ---- what routes and streams call ---------------------------------------
 
     async def start(
-        self, source: TokenSource, message: str, *, subject: str, conversation_id: str, message_id: str
+        self,
+        source: TokenSource,
+        message: str,
+        *,
+        subject: str,
+        conversation_id: str,
+        message_id: str,
+        span: tracing.StreamSpan = tracing.NO_SPAN,
     ) -> Reply:
-        """Claim the conversation and start generating a reply in this process.
+        """Claim the conversation and start generating a reply in this process
+        (traced as a child of ``span``, the stream that asked for it).
 
         Raises NotOwner, StoreFull or StoreUnavailable, and then records nothing.
         """
@@ -152,7 +170,7 @@ class ReplyStore(ABC):
         reply.message = message
         self._replies[message_id] = reply
         task = asyncio.get_running_loop().create_task(
-            self._generate(reply, source, message, bounded(history, self.limits))
+            self._generate(reply, source, message, bounded(history, self.limits), span)
         )
         self._tasks[message_id] = task
         task.add_done_callback(lambda _: self._generation_ended(reply))
@@ -268,10 +286,14 @@ class ReplyStore(ABC):
         for message_id in list(self._tasks):
             self._cancel(message_id, reason)
 
-    async def _generate(self, reply: Reply, source: TokenSource, message: str, history: list[Turn]) -> None:
+    async def _generate(
+        self, reply: Reply, source: TokenSource, message: str, history: list[Turn], span: tracing.StreamSpan
+    ) -> None:
         metrics.RUNNING_GENERATIONS.inc()
         name = source_name(source)
         metrics.UPSTREAM_REQUESTS.labels(name).inc()
+        model = getattr(source, "model", None)
+        generation = span.generation(name, model if isinstance(model, str) else None)
         failure: Failure | None = SHUTDOWN
         try:
             async with aclosing(source.stream(message, history)) as tokens:
@@ -313,6 +335,7 @@ class ReplyStore(ABC):
             metrics.RUNNING_GENERATIONS.dec()
             if failure in _CANCEL_REASONS:
                 metrics.UPSTREAM_CANCELS.labels(name, _CANCEL_REASONS[failure]).inc()
+            generation.end(*_generation_outcome(failure), len(reply.tokens), reply.usage)
             self._tasks.pop(reply.message_id, None)  # its slot is free from now on
             self._end(reply, failure)
 

@@ -126,12 +126,26 @@ class StreamRequest:
     arrived_at: float  # time.perf_counter() when the request arrived
     request_id: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # for traceparent
+    # The stream's span when it was started before the reply (a new reply's
+    # generation is its child: app.conversation.open_stream); else started here.
+    span: tracing.StreamSpan | None = None
 
 
 def arrival(scope: Scope) -> float:
     """When the request of ``scope`` arrived (set by the outermost middleware)."""
     arrived_at: float | None = scope.get("state", {}).get(access_log.ARRIVED_AT)
     return arrived_at if arrived_at is not None else perf_counter()
+
+
+def start_span(request: StreamRequest, attributes: Mapping[str, str | int] | None = None) -> tracing.StreamSpan:
+    """The span of the stream ``request`` asked for (tracing.NO_SPAN when tracing is off)."""
+    return tracing.start_stream(
+        transport=request.transport,
+        arrived_at=request.arrived_at,
+        request_id=request.request_id,
+        headers=request.headers,
+        attributes=attributes,
+    )
 
 
 @dataclass
@@ -148,13 +162,11 @@ def _observed(
     """Count the open stream and trace it; the caller records how it ended."""
     ended = _Ended()
     observed = metrics.BY_TRANSPORT[request.transport]
-    span = tracing.start_stream(
-        transport=request.transport,
-        arrived_at=request.arrived_at,
-        request_id=request.request_id,
-        headers=request.headers,
-        attributes=span_attributes,
-    )
+    span = request.span
+    if span is None:
+        span = start_span(request, span_attributes)
+    elif span_attributes:
+        span.annotate(span_attributes)
     observed.active.inc()
     try:
         yield ended, span

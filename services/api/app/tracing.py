@@ -19,6 +19,11 @@ Deliberate choices (do not "fix" them without reading why):
 3. The span is never made current: a stream is an async generator that
    yields across tasks, where attaching a context and detaching it later
    fails. The provider is not made global either: it is this app's.
+4. The generation of a new reply (the token source, for the model source
+   the call to the model server) is a child span, ``chat.generate``, of the
+   stream that asked for it. It runs in a task of its own and may outlive
+   that stream (a client that resumes elsewhere), so it is ended by the
+   generation, with how the generation ended.
 """
 
 import time
@@ -26,15 +31,25 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.config import Settings
+from app.replies import Usage
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 SPAN_NAME = "chat.stream"
+GENERATION_SPAN_NAME = "chat.generate"
+
+
+class GenerationSpan(Protocol):
+    def end(self, outcome: str, code: str, tokens: int, usage: Usage | None) -> None: ...
 
 
 class StreamSpan(Protocol):
     def event(self, name: str, attributes: Mapping[str, str | int] | None = None) -> None: ...
+
+    def annotate(self, attributes: Mapping[str, str | int]) -> None: ...
+
+    def generation(self, source: str, model: str | None) -> GenerationSpan: ...
 
     def end(self, outcome: str, code: str, tokens: int) -> None: ...
 
@@ -43,7 +58,13 @@ class _NoSpan:
     def event(self, name: str, attributes: Mapping[str, str | int] | None = None) -> None:
         pass
 
-    def end(self, outcome: str, code: str, tokens: int) -> None:
+    def annotate(self, attributes: Mapping[str, str | int]) -> None:
+        pass
+
+    def generation(self, source: str, model: str | None) -> GenerationSpan:
+        return self
+
+    def end(self, outcome: str, code: str, tokens: int, usage: Usage | None = None) -> None:
         pass
 
 
@@ -83,6 +104,29 @@ def shutdown() -> None:
         use(None)
 
 
+def _end_with(span: Any, code: str) -> None:
+    if code:
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_attribute("error.type", code)
+        span.set_status(Status(StatusCode.ERROR, code))
+
+
+class _Generation:
+    def __init__(self, span: Any) -> None:
+        self._span = span
+
+    def end(self, outcome: str, code: str, tokens: int, usage: Usage | None) -> None:
+        self._span.set_attribute("chat.outcome", outcome)
+        self._span.set_attribute("chat.tokens", tokens)
+        if usage is not None:
+            # OpenTelemetry's GenAI names for what the model server reported.
+            self._span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+            self._span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+        _end_with(self._span, code)
+        self._span.end()
+
+
 class _Span:
     def __init__(self, span: Any) -> None:
         self._span = span
@@ -90,14 +134,27 @@ class _Span:
     def event(self, name: str, attributes: Mapping[str, str | int] | None = None) -> None:
         self._span.add_event(name, attributes or {})
 
-    def end(self, outcome: str, code: str, tokens: int) -> None:
-        from opentelemetry.trace import Status, StatusCode
+    def annotate(self, attributes: Mapping[str, str | int]) -> None:
+        self._span.set_attributes(dict(attributes))
 
+    def generation(self, source: str, model: str | None) -> GenerationSpan:
+        from opentelemetry.trace import SpanKind, set_span_in_context
+
+        attributes: dict[str, str | int] = {"chat.source": source}
+        kind = SpanKind.INTERNAL
+        if model is not None:
+            # A call to a model server: a client span with GenAI's attributes.
+            attributes |= {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
+            kind = SpanKind.CLIENT
+        span = _tracer.start_span(
+            GENERATION_SPAN_NAME, context=set_span_in_context(self._span), kind=kind, attributes=attributes
+        )
+        return _Generation(span)
+
+    def end(self, outcome: str, code: str, tokens: int) -> None:
         self._span.set_attribute("chat.outcome", outcome)
         self._span.set_attribute("chat.tokens", tokens)
-        if code:
-            self._span.set_attribute("error.type", code)
-            self._span.set_status(Status(StatusCode.ERROR, code))
+        _end_with(self._span, code)
         if outcome in ("stopped", "shutdown"):
             self._span.add_event("stop" if outcome == "stopped" else "shutdown")
         self._span.add_event("end", {"chat.outcome": outcome, "chat.tokens": tokens})

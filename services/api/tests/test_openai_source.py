@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from app import tracing
 from app.config import Settings, get_settings
 from app.main import app
 from app.memory_store import MemoryReplyStore
@@ -33,6 +34,10 @@ from app.replies import (
 )
 from fastapi.testclient import TestClient
 from fault_upstream import KEY, REPLY, FaultUpstream
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
 from sse_body import parse
 from store_contract import limits, until_done
@@ -106,6 +111,31 @@ def test_a_reply_streams_token_by_token_and_ends_with_usage(client: TestClient) 
         "finish_reason": "stop",
         "tokens": len(REPLY),
         "usage": {"prompt_tokens": 11, "completion_tokens": len(REPLY)},
+    }
+
+
+def test_the_model_call_is_a_client_span_with_the_models_usage(client: TestClient) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use(provider)
+    try:
+        events(client, "hello")
+    finally:
+        tracing.use(None)
+        provider.shutdown()
+    (stream,) = [s for s in exporter.get_finished_spans() if s.name == tracing.SPAN_NAME]
+    (call,) = [s for s in exporter.get_finished_spans() if s.name == tracing.GENERATION_SPAN_NAME]
+    assert stream.context is not None and call.parent is not None and call.parent.span_id == stream.context.span_id
+    assert call.kind is SpanKind.CLIENT
+    assert dict(call.attributes or {}) == {
+        "chat.source": "openai",
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "fault",
+        "gen_ai.usage.input_tokens": 11,
+        "gen_ai.usage.output_tokens": len(REPLY),
+        "chat.outcome": "end",
+        "chat.tokens": len(REPLY),
     }
 
 

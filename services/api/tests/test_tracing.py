@@ -14,6 +14,7 @@ from app import tracing
 from app.config import Settings
 from app.memory_store import MemoryReplyStore
 from app.streaming import StreamRequest, reply_events
+from app.tokens import mint
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -41,7 +42,13 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 
 def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
-    (span,) = exporter.get_finished_spans()
+    """The stream's span: one per stream, whatever else the request traced."""
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == tracing.SPAN_NAME]
+    return span
+
+
+def generation_span(exporter: InMemorySpanExporter) -> ReadableSpan:
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == tracing.GENERATION_SPAN_NAME]
     return span
 
 
@@ -90,6 +97,42 @@ def test_a_resume_and_an_error_are_marked(client: TestClient, spans: InMemorySpa
     assert (failed.attributes or {})["error.type"] == "source_failed"
 
 
+def test_the_generation_is_a_child_span_of_the_stream_that_asked_for_it(
+    client: TestClient, spans: InMemorySpanExporter
+) -> None:
+    client.post(URL, json={"message": "hi"}, headers={"traceparent": TRACEPARENT})
+    stream, generation = only_span(spans), generation_span(spans)
+    assert stream.context is not None and generation.parent is not None
+    assert (generation.parent.trace_id, generation.parent.span_id) == (stream.context.trace_id, stream.context.span_id)
+    # The twin is in-process: an internal span, without GenAI's attributes
+    # (a model source's is a client span: test_openai_source.py).
+    assert generation.kind is SpanKind.INTERNAL
+    assert dict(generation.attributes or {}) == {"chat.source": "twin", "chat.outcome": "end", "chat.tokens": 12}
+    # A resume starts no generation, and a failed one is an error.
+    message_id = parse(client.post(URL, json={"message": "hi"}).text)[0][1]["message_id"]
+    spans.clear()
+    client.post(URL, json={"message": "hi"}, headers={"Last-Event-ID": f"{message_id}:5"})
+    assert [s.name for s in spans.get_finished_spans()] == [tracing.SPAN_NAME]
+    spans.clear()
+    client.post(URL, json={"message": "/fail"})
+    failed = generation_span(spans)
+    assert failed.status.status_code == StatusCode.ERROR
+    assert (failed.attributes or {})["error.type"] == "source_failed"
+
+
+def test_a_refused_stream_ends_its_span(
+    client: TestClient, settings: Settings, spans: InMemorySpanExporter
+) -> None:
+    conversation = parse(client.post(URL, json={"message": "hi"}).text)[0][1]["conversation_id"]
+    spans.clear()
+    bob = {"Authorization": f"Bearer {mint(settings, 'bob')}"}
+    response = client.post(URL, json={"message": "hi", "conversation_id": conversation}, headers=bob)
+    assert response.status_code == 404  # alice's conversation
+    refused = only_span(spans)
+    assert ((refused.attributes or {})["chat.outcome"], refused.status.status_code) == ("refused", StatusCode.ERROR)
+    assert [s.name for s in spans.get_finished_spans()] == [tracing.SPAN_NAME]  # nothing was generated
+
+
 def test_a_stop_is_marked(client: TestClient, spans: InMemorySpanExporter) -> None:
     with client.stream("POST", URL, json={"message": "/pace 50 200"}) as response:
         lines = response.iter_lines()
@@ -98,6 +141,7 @@ def test_a_stop_is_marked(client: TestClient, spans: InMemorySpanExporter) -> No
         client.post(f"/api/chat/message/{start['message_id']}/stop")
         list(lines)
     assert event_names(only_span(spans)) == ["first_token", "stop", "end"]
+    assert (generation_span(spans).attributes or {})["chat.outcome"] == "stopped"
 
 
 def test_a_shutdown_is_marked(spans: InMemorySpanExporter) -> None:
