@@ -77,6 +77,15 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> 
     return done.stdout
 
 
+def free_port() -> int:
+    """A port free on both IPv4 and IPv6 (a dual-stack socket holds both)."""
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        probe.bind(("::", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def subnets() -> tuple[ipaddress.IPv6Network, ipaddress.IPv6Network]:
     """Two /64s of a random unique local /48 (RFC 4193), unlikely to meet another project's."""
     global_id = int.from_bytes(secrets.token_bytes(5))  # 40 random bits after fd00::/8
@@ -96,8 +105,12 @@ def v6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ipv6Stack]:
         **os.environ,
         "COMPOSE_PROJECT_NAME": project,
         "IPV6_SUBNET": str(a),
-        "HTTP_PORT": "0",
-        "HTTPS_PORT": "0",
+        # Ports chosen here, not by the engine: with an IPv6 network, Docker
+        # 20.10 picks a port of 0 for IPv4 and IPv6 apart, and its IPv6
+        # proxy's dual-stack socket can hold the port the IPv4 one then gets
+        # ("address already in use", seen once with a busy engine).
+        "HTTP_PORT": str(free_port()),
+        "HTTPS_PORT": str(free_port()),
         "TLS_CERT_DIR": str(tls),
         "CHAT_AUTH_SECRET": secret,
         "CHAT_VALKEY_PASSWORD": secrets.token_hex(32),
