@@ -70,7 +70,10 @@ class MemoryReplyStore(ReplyStore):
 
     def _record_end(self, reply: Reply) -> None:
         turn = turn_of(reply)
-        if turn is not None and reply.conversation_id in self._owners:
+        owner = self._owners.get(reply.conversation_id)
+        # Only into the conversation of the reply's subject: one that expired
+        # while the reply was generating may belong to someone else by now.
+        if turn is not None and owner is not None and owner[0] == reply.subject and owner[1] > self._clock():
             turns = [*self._turns.get(reply.conversation_id, []), turn]
             self._turns[reply.conversation_id] = bounded(turns, self.limits)
 

@@ -293,6 +293,22 @@ class ReplyStoreContract:
 
         self.run(test)
 
+    def test_a_reply_that_outlives_its_conversation_adds_nothing_to_the_next_owners(self) -> None:
+        async def test() -> None:
+            store = await self.make(conversation_ttl=1.0)
+            conversation = new_id("conv")
+            # 1.6 s of reply: it ends after alice's conversation expired (1 s)
+            # and mallory claimed the id, before mallory's expires (2.1 s).
+            slow = await self.start(store, ScriptedSource(["a"] * 16, delay=0.1), conversation_id=conversation)
+            await asyncio.sleep(1.1)
+            source = ScriptedSource(["b"])
+            await until_done(await self.start(store, source, subject="mallory", conversation_id=conversation))
+            await until_done(slow)
+            assert source.history == [] and await store.history(conversation) == [Turn("hi", "b")]
+            await store.close(0)
+
+        self.run(test)
+
     def test_the_history_expires_with_the_conversation(self) -> None:
         async def test() -> None:
             store = await self.make(conversation_ttl=0.5)
