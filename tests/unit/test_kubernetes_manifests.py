@@ -202,9 +202,8 @@ BREAKAGES: list[Any] = [
                  id="nginx-docker-dns"),
     pytest.param("nginx", "edge", lambda o: next(c for c in find(o, "ConfigMap") if "api.conf" in c.get(
         "data", {}))["data"].update({"api.conf": "resolver kube-dns.kube-system.svc.cluster.local;\n"
-                                                 "map $host $api {\n  default chat-api-pods.chat-stream.svc"
-                                                 ".cluster.local:8000;\n}\n"}),
-                 id="nginx-no-connection-upgrade-map"),
+                                                 "set $api chat-api-pods.chat-stream.svc.cluster.local:8000;\n"}),
+                 id="nginx-api-not-mapped"),
     pytest.param("gateway-api", "edge", lambda o: _route_rule(o, "/api/chat/message/stream")["timeouts"].update(
         request="15s"), id="gateway-stream-timeout"),
     pytest.param("gateway-api", "edge", lambda o: find(o, "ClientTrafficPolicy")[0]["spec"]["timeout"]["http"].update(
