@@ -36,6 +36,7 @@ from app.tokens import mint
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
+from tests.integration.host import free_port, run
 from tests.integration.stack import ROOT, STREAM_PATH
 
 MAX_STREAMS = 10  # services/nginx/snippets/location/stream_limits.conf
@@ -69,21 +70,6 @@ class SourceAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["source_address"] = (self._source, 0)
         super().init_poolmanager(*args, **kwargs)
-
-
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout, check=False)
-    assert done.returncode == 0, f"{' '.join(args)}: {done.stderr or done.stdout}"
-    return done.stdout
-
-
-def free_port() -> int:
-    """A port free on both IPv4 and IPv6 (a dual-stack socket holds both)."""
-    with socket.socket(socket.AF_INET6) as probe:
-        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        probe.bind(("::", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def subnets() -> tuple[ipaddress.IPv6Network, ipaddress.IPv6Network]:

@@ -18,7 +18,6 @@ other container runs, and otherwise says so and keeps it.
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ from pydantic import SecretStr
 
 from streamcheck import resuming
 from streamcheck.resuming import Followed
+from tests.integration.host import free_port, run
 from tests.integration.stack import ROOT, STREAM_PATH
 
 TOKENS, DELAY_SECONDS = 100, 0.05  # each reply: 100 tokens, 50 ms apart (5 s)
@@ -49,18 +49,6 @@ class Swarm:
     name: str
     url: str
     auth: dict[str, str]
-
-
-def run(*args: str, timeout: float = 180, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False, env=env)
-    assert done.returncode == 0, f"{' '.join(args)}: {done.stderr or done.stdout}"
-    return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def swarm_state() -> str:
