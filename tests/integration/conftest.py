@@ -27,8 +27,6 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     subprocess.run([ROOT / "scripts" / "dev-certificate.sh", tls], check=True, capture_output=True)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("COMPOSE_PROJECT_NAME", f"chat-stream-test-{os.getpid()}")
-        env.setenv("HTTP_PORT", "0")
-        env.setenv("HTTPS_PORT", "0")
         env.setenv("PROMETHEUS_PORT", "0")
         env.setenv("TLS_CERT_DIR", str(tls))
         secret = secrets.token_hex(32)
