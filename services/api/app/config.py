@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # together stay below GUNICORN_GRACEFUL_TIMEOUT: 5 + 12 + 2 < 20 s.
     drain_seconds: float = Field(default=12.0, ge=0)
     # After SIGTERM, how long a stream may take to send its last event
-    # (server_shutdown with retry:) before sse-starlette cancels it.
+    # (server_shutdown with retry:) before it is cut (app.open_streams).
     shutdown_send_seconds: float = Field(default=5.0, ge=0)
 
     # Resume (Last-Event-ID). A reply keeps generating this long after its

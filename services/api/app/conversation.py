@@ -10,12 +10,11 @@ import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 
-import anyio
-
 from app import metrics, tracing
 from app.auth import Principal
 from app.config import Settings
 from app.events import ChatEvent, parse_event_id
+from app.open_streams import OpenStream
 from app.replies import NotOwner, Reply, StoreFull, StoreUnavailable
 from app.reply_store import ReplyStore
 from app.streaming import StreamRequest, events_for, start_span
@@ -114,9 +113,9 @@ async def open_stream(
     message: str,
     conversation_id: str | None,
     last_event_id: str | None,
-    shutdown: anyio.Event,
+    stream: OpenStream,
     request: StreamRequest,
-) -> AsyncGenerator[ChatEvent, None]:
+) -> AsyncGenerator[ChatEvent | None, None]:
     """The events for one connection, or :class:`Refused` before any of them."""
     if len(message) > settings.max_message_chars:
         raise too_long(settings.max_message_chars)
@@ -142,8 +141,8 @@ async def open_stream(
         store,
         reply,
         request,
+        stream=stream,
         from_index=from_index,
-        shutdown=shutdown,
         retry_ms=settings.client_retry_ms,
         shutdown_retry_ms=settings.shutdown_retry_ms,
         expires_in=principal.seconds_left(),

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from app.auth import BEARER_SCHEME, Authenticator, Principal, bearer_token, get_authenticator
 from app.config import Settings, get_settings
+from app.open_streams import OpenStreams
 from app.reply_store import ReplyStore
 from app.token_source import TokenSource
 
@@ -19,6 +20,11 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 def get_store(connection: HTTPConnection) -> ReplyStore:
     store: ReplyStore = connection.app.state.replies
     return store
+
+
+def get_open_streams(connection: HTTPConnection) -> OpenStreams:
+    streams: OpenStreams = connection.app.state.streams
+    return streams
 
 
 def get_token_source(connection: HTTPConnection) -> TokenSource:
@@ -67,4 +73,5 @@ class AuthenticatedRoute(APIRoute):
 
 StoreDep = Annotated[ReplyStore, Depends(get_store)]
 SourceDep = Annotated[TokenSource, Depends(get_token_source)]
+OpenStreamsDep = Annotated[OpenStreams, Depends(get_open_streams)]
 PrincipalDep = Annotated[Principal, Depends(authenticate)]

@@ -11,6 +11,7 @@ from app.auth import Authenticator
 from app.config import Settings, get_settings
 from app.cors import JsonCorsMiddleware
 from app.memory_store import MemoryReplyStore
+from app.open_streams import OpenStreams
 from app.openai_source import OpenAISource
 from app.reply_store import ReplyLimits, ReplyStore
 from app.request_id import RequestIdMiddleware
@@ -27,6 +28,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await store.begin()
     app.state.replies = store
     app.state.source = make_source(settings)
+    app.state.streams = OpenStreams(
+        heartbeat=settings.heartbeat_seconds,
+        send_timeout=settings.send_timeout_seconds,
+        shutdown_send=settings.shutdown_send_seconds,
+    )
     app.state.authenticator = Authenticator(settings)
     tracing.configure(settings)
     yield

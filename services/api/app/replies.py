@@ -6,11 +6,10 @@ the shared store (:mod:`app.valkey_store`). Streams read either the same way:
 the tokens from an index, then the end, waking on :meth:`Reply.watch`.
 """
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 # "stopped": ended early by Stop; "length": the model reached its token limit.
 FinishReason = Literal["stop", "stopped", "length"]
@@ -78,6 +77,12 @@ class NotOwner(Exception):
     """The conversation belongs to another subject."""
 
 
+class Watcher(Protocol):
+    """What follows a reply: woken by :meth:`set` (app.open_streams.OpenStream)."""
+
+    def set(self) -> None: ...
+
+
 class StoreFull(Exception):
     """No new reply can start now: this process, or the store, is at its bound."""
 
@@ -108,7 +113,7 @@ class Reply:
     usage: Usage | None = None
     finished_at: float | None = None
     subscribers: int = 0
-    _watchers: set[asyncio.Event] = field(default_factory=set)
+    _watchers: set[Watcher] = field(default_factory=set)
 
     def _notify(self) -> None:
         for watcher in self._watchers:
@@ -128,11 +133,10 @@ class Reply:
         return True
 
     @contextmanager
-    def watch(self) -> Iterator[asyncio.Event]:
-        """An event set whenever a token is added or the reply finishes."""
-        watcher = asyncio.Event()
+    def watch(self, watcher: Watcher) -> Iterator[None]:
+        """Set ``watcher`` whenever a token is added or the reply finishes."""
         self._watchers.add(watcher)
         try:
-            yield watcher
+            yield
         finally:
             self._watchers.discard(watcher)

@@ -1,116 +1,42 @@
-"""From a reply to a stream of SSE events, for one connection.
+"""From a reply to the events of one connection.
 
-The connection subscribes to a reply generated elsewhere (:mod:`app.replies`):
-it sends what the reply already has from the requested index, then each new
-token as it comes, then ``end`` or ``error``. On server shutdown it ends with
-an ``error`` event carrying ``retry:``, so clients reconnect with
-Last-Event-ID instead of waiting on a dead connection.
-
-Why sse-starlette and not ``fastapi.sse`` (FastAPI >= 0.135): both frame
-events correctly, but only sse-starlette has a per-send timeout (a frozen
-reader is dropped instead of pinning memory), a configurable heartbeat, and a
-cooperative shutdown hook that lets a stream send a last event on SIGTERM.
-Those are the failure modes this project exists to handle.
-
-Deliberate divergences from sse-starlette's defaults (do not "fix" them):
-
-1. ``Connection: keep-alive`` is removed. sse-starlette always sets it, but it
-   is a hop-by-hop header: HTTP/2 forbids it (RFC 9113, section 8.2.2) and
-   strict clients reset the stream. The server manages the connection itself.
-2. ``Cache-Control: no-cache, no-transform`` replaces ``no-store``: the seed
-   guidance asks for ``no-cache``, and ``no-transform`` tells intermediaries
-   not to compress or rewrite the body (compression buffers the stream).
+The connection follows a reply generated elsewhere (:mod:`app.replies`): it
+gets what the reply already has from the requested index, then each new
+token as it comes, then ``end`` or ``error``. On server shutdown an SSE
+stream ends with an ``error`` event carrying ``retry:``, so clients
+reconnect with Last-Event-ID instead of waiting on a dead connection. The
+transports write the events: :mod:`app.sse_response` and
+:mod:`app.routes.chat_ws`.
 """
 
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Iterator, Mapping
-from contextlib import aclosing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any
 
-import anyio
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from app import access_log, events, metrics, tracing
 from app.events import ChatEvent
+from app.open_streams import OpenStream
 from app.replies import Reply
 from app.reply_store import ReplyStore
 
 logger = logging.getLogger(__name__)
 
-STREAM_HEADERS = {
-    "Cache-Control": "no-cache, no-transform",
-    # Read by nginx: do not buffer this response, whatever proxy_buffering says.
-    "X-Accel-Buffering": "no",
-}
-
 RESUME_UNAVAILABLE = "The reply to resume is unknown or has expired. Send the message again."
 TOKEN_EXPIRED = "The token expired during the reply. Reconnect with a new token and Last-Event-ID."
 SHUTTING_DOWN = "The server is restarting. Reconnect with Last-Event-ID to resume."
 
-
-async def _as_sse(chat_events: AsyncGenerator[ChatEvent, None]) -> AsyncGenerator[ServerSentEvent, None]:
-    async with aclosing(chat_events):
-        async for event in chat_events:
-            yield event.to_sse()
-
-
-def _split_inside_characters(send: Send) -> Send:
-    """Test hook: write each event in pieces cut inside multi-byte characters."""
-
-    async def split_send(message: Message) -> None:
-        body: bytes = message.get("body", b"") if message["type"] == "http.response.body" else b""
-        cuts = [i for i in range(1, len(body)) if body[i - 1] >= 0xC0]  # just after a lead byte
-        start = 0
-        for cut in cuts:
-            await send({"type": "http.response.body", "body": body[start:cut], "more_body": True})
-            await asyncio.sleep(0.005)  # separate network writes
-            start = cut
-        await send({**message, "body": body[start:]} if cuts else message)
-
-    return split_send
-
-
-class EventStreamResponse(EventSourceResponse):
-    def __init__(
-        self, content: AsyncGenerator[ChatEvent, None], *, split_characters: bool = False, **kwargs: Any
-    ) -> None:
-        super().__init__(_as_sse(content), headers=STREAM_HEADERS, sep="\n", **kwargs)
-        del self.headers["connection"]
-        self._split_characters = split_characters
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._split_characters:
-            send = _split_inside_characters(send)
-        try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            # A client that stopped reading: its connection is dropped so it
-            # cannot pin memory. It can reconnect with Last-Event-ID.
-            request_id = scope.get("state", {}).get("request_id")
-            logger.warning("dropped a client that took no data for %s s (request %s)", self.send_timeout, request_id)
+# What reply_events yields when it has nothing to send but a heartbeat is due.
+HEARTBEAT_DUE = None
 
 
 @contextmanager
-def _wake_on(event: anyio.Event, wake: asyncio.Event) -> Iterator[None]:
-    async def relay() -> None:
-        await event.wait()
-        wake.set()
-
-    task = asyncio.get_running_loop().create_task(relay())
-    try:
-        yield
-    finally:
-        task.cancel()
-
-
-@contextmanager
-def _wake_after(seconds: float | None, wake: asyncio.Event) -> Iterator[None]:
-    timer = asyncio.get_running_loop().call_later(seconds, wake.set) if seconds is not None else None
+def _wake_after(seconds: float | None, stream: OpenStream) -> Iterator[None]:
+    timer = asyncio.get_running_loop().call_later(seconds, stream.set) if seconds is not None else None
     try:
         yield
     finally:
@@ -183,13 +109,17 @@ async def reply_events(
     reply: Reply,
     request: StreamRequest,
     *,
+    stream: OpenStream,
     from_index: int,
-    shutdown: anyio.Event,
     retry_ms: int,
     shutdown_retry_ms: int,
     expires_in: float | None = None,
-) -> AsyncGenerator[ChatEvent, None]:
-    """start, token... from ``from_index``, then end or error.
+) -> AsyncGenerator[ChatEvent | None, None]:
+    """start, token... from ``from_index``, then end or error; ``None``
+    (HEARTBEAT_DUE) when a heartbeat is due and nothing else is to send.
+
+    ``stream`` wakes the generator (a token, the reply's end, a heartbeat,
+    shutdown, the client's departure: the generator then returns).
 
     ``expires_in``: seconds until the client's token expires; the stream ends
     then with ``token_expired``, whatever the reply is doing.
@@ -210,10 +140,10 @@ async def reply_events(
         inter_token = observed.inter_token_latency
         last_sent: float | None = None
         deadline = asyncio.get_running_loop().time() + expires_in if expires_in is not None else None
-        with store.attach(reply), reply.watch() as wake, _wake_on(shutdown, wake), _wake_after(expires_in, wake):
+        with store.attach(reply), reply.watch(stream), _wake_after(expires_in, stream):
             index = from_index
             while True:
-                wake.clear()
+                stream.clear()
                 while index < len(reply.tokens):
                     yield events.token(reply.message_id, index, reply.tokens[index])
                     sent = perf_counter()
@@ -243,14 +173,19 @@ async def reply_events(
                     ended.outcome = "token_expired"
                     yield events.error("token_expired", TOKEN_EXPIRED)
                     return
-                if shutdown.is_set():
+                if stream.disconnected:
+                    return  # outcome "disconnected"
+                if stream.shutting_down:
                     ended.outcome = "shutdown"
                     yield events.error("server_shutdown", SHUTTING_DOWN, retry_ms=shutdown_retry_ms)
                     return
-                await wake.wait()
+                if stream.heartbeat_due:
+                    yield HEARTBEAT_DUE
+                    continue
+                await stream.wait()
 
 
-async def resume_unavailable(request: StreamRequest) -> AsyncGenerator[ChatEvent, None]:
+async def resume_unavailable(request: StreamRequest) -> AsyncGenerator[ChatEvent | None, None]:
     """An explicit answer for an unknown or expired Last-Event-ID: never a silent restart."""
     with _observed(request) as (ended, _):
         ended.outcome = "resume_unavailable"
@@ -262,12 +197,12 @@ def events_for(
     reply: Reply | None,
     request: StreamRequest,
     *,
+    stream: OpenStream,
     from_index: int,
-    shutdown: anyio.Event,
     retry_ms: int,
     shutdown_retry_ms: int,
     expires_in: float | None = None,
-) -> AsyncGenerator[ChatEvent, None]:
+) -> AsyncGenerator[ChatEvent | None, None]:
     """The events for one connection: the reply from ``from_index``, or
     ``resume_unavailable`` when there is no reply (see app.conversation)."""
     if reply is None:
@@ -276,8 +211,8 @@ def events_for(
         store,
         reply,
         request,
+        stream=stream,
         from_index=from_index,
-        shutdown=shutdown,
         retry_ms=retry_ms,
         shutdown_retry_ms=shutdown_retry_ms,
         expires_in=expires_in,

@@ -1,7 +1,9 @@
 import os
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -42,3 +44,16 @@ def client(settings: Settings, token: str) -> Iterator[TestClient]:
     with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as test_client:
         yield test_client
     app.dependency_overrides.clear()
+
+
+@pytest.fixture
+def begin_shutdown() -> Iterator[Callable[[], None]]:
+    """Call it to do what a SIGTERM does to the uvicorn server serving the
+    app (app.shutdown reads the flag through uvicorn's signal handler;
+    tests/test_shutdown.py sends a real signal)."""
+    server = uvicorn.Server(uvicorn.Config(app))
+    previous = signal.signal(signal.SIGTERM, server.handle_exit)
+    try:
+        yield lambda: setattr(server, "should_exit", True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

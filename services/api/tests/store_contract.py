@@ -36,7 +36,8 @@ def limits(**overrides: Any) -> ReplyLimits:
 async def until_done(reply: Reply, timeout: float = 10) -> Reply:
     async with asyncio.timeout(timeout):
         while not reply.done:
-            with reply.watch() as wake:
+            wake = asyncio.Event()
+            with reply.watch(wake):
                 if not reply.done:
                     await wake.wait()
     return reply

@@ -5,26 +5,32 @@ from app import events
 
 
 def test_token_event_frame_is_exact() -> None:
-    assert events.token("msg_1", 7, "مرحبا 👋🏽").to_sse().encode() == (
+    assert events.token("msg_1", 7, "مرحبا 👋🏽").to_sse() == (
         'id: msg_1:7\nevent: token\ndata: {"index":7,"text":"مرحبا 👋🏽"}\n\n'.encode()
     )
 
 
 def test_start_event_carries_ids_and_retry() -> None:
-    assert events.start("conv_a", "msg_b", retry_ms=3000).to_sse().encode() == (
+    assert events.start("conv_a", "msg_b", retry_ms=3000).to_sse() == (
         b'event: start\ndata: {"conversation_id":"conv_a","message_id":"msg_b"}\nretry: 3000\n\n'
     )
 
 
 def test_end_and_error_events() -> None:
-    assert events.end(5).to_sse().encode() == b'event: end\ndata: {"finish_reason":"stop","tokens":5}\n\n'
-    assert events.error("source_failed", "no").to_sse().encode() == (
+    assert events.end(5).to_sse() == b'event: end\ndata: {"finish_reason":"stop","tokens":5}\n\n'
+    assert events.error("source_failed", "no").to_sse() == (
         b'event: error\ndata: {"code":"source_failed","message":"no"}\n\n'
     )
 
 
 def test_heartbeat_is_a_comment() -> None:
-    assert events.heartbeat().encode() == b": ping\n\n"
+    assert events.HEARTBEAT == b": ping\n\n"
+
+
+@pytest.mark.parametrize("text", ["", "a", "مرحبا 👋🏽", "\u2028", '"\\'])
+def test_the_token_fast_path_matches_the_validated_shape(text: str) -> None:
+    validated = events._event("token", events.TokenData(index=3, text=text), event_id="m:3")
+    assert events.token("m", 3, text) == validated
 
 
 @pytest.mark.parametrize(
@@ -36,7 +42,7 @@ def test_heartbeat_is_a_comment() -> None:
     ],
 )
 def test_token_text_cannot_break_the_frame(text: str) -> None:
-    frame = events.token("m", 0, text).to_sse().encode().decode()
+    frame = events.token("m", 0, text).to_sse().decode()
     lines = frame.split("\n")
     # Exactly one id, one event, one data line and the blank terminator.
     assert lines[:2] == ["id: m:0", "event: token"]

@@ -1,6 +1,6 @@
-import pytest
+from collections.abc import Callable
+
 from fastapi.testclient import TestClient
-from sse_starlette.sse import AppStatus
 
 
 def test_healthz(client: TestClient) -> None:
@@ -15,9 +15,8 @@ def test_readyz_while_serving(client: TestClient) -> None:
     assert response.json() == {"status": "ready"}
 
 
-def test_readyz_fails_once_shutdown_begins(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    # What a SIGTERM sets (tests/test_shutdown.py sends a real one).
-    monkeypatch.setattr(AppStatus, "should_exit", True)
+def test_readyz_fails_once_shutdown_begins(client: TestClient, begin_shutdown: Callable[[], None]) -> None:
+    begin_shutdown()
     assert client.get("/readyz").status_code == 503
     # Liveness is unaffected: a draining process is not restarted.
     assert client.get("/healthz").status_code == 200

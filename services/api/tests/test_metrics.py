@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import anyio
 import pytest
 from app import metrics
 from app.conversation import open_reply
 from app.memory_store import MemoryReplyStore
+from app.open_streams import OpenStream, OpenStreams
 from app.streaming import StreamRequest, reply_events
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
@@ -143,6 +143,10 @@ def test_a_stop_is_counted_as_an_outcome_and_an_upstream_cancel(client: TestClie
     assert (stopped(), cancels(), requests()) == (1, 1, 1)
 
 
+def sse_stream() -> OpenStream:
+    return OpenStreams(heartbeat=0, send_timeout=0, shutdown_send=5).stream(sse=True)
+
+
 def test_a_client_that_leaves_is_counted_as_disconnected_and_the_abandoned_source_as_a_cancel() -> None:
     source = ScriptedSource(["a"] * 50, delay=0.01)
 
@@ -151,7 +155,7 @@ def test_a_client_that_leaves_is_counted_as_disconnected_and_the_abandoned_sourc
         reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
         request = StreamRequest(transport="sse", arrived_at=time.perf_counter())
         stream = reply_events(
-            replies, reply, request, from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0
+            replies, reply, request, stream=sse_stream(), from_index=0, retry_ms=0, shutdown_retry_ms=0
         )
         await anext(stream)
         await anext(stream)

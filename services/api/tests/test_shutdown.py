@@ -1,17 +1,9 @@
 import signal
 from types import FrameType
 
-import pytest
 import uvicorn
 from app.main import app
 from app.shutdown import shutting_down
-from sse_starlette.sse import AppStatus
-
-
-@pytest.fixture(autouse=True)
-def _running(monkeypatch: pytest.MonkeyPatch) -> None:
-    # sse-starlette's flag is process-wide; every test starts (and ends) with it clear.
-    monkeypatch.setattr(AppStatus, "should_exit", False)
 
 
 def _ignore(sig: int, frame: FrameType | None) -> None:
@@ -40,12 +32,10 @@ def test_not_shutting_down_by_default() -> None:
 
 def test_a_real_sigterm_to_uvicorn_starts_the_shutdown() -> None:
     _sigterm_to_a_uvicorn_server()
-    # The same moment sse-starlette ends the streams with server_shutdown.
-    assert AppStatus.should_exit
 
 
-def test_uvicorns_own_flag_is_read_without_sse_starlettes(monkeypatch: pytest.MonkeyPatch) -> None:
-    # sse-starlette's wrap records nothing: the server's should_exit still counts.
-    monkeypatch.setattr(AppStatus, "enable_automatic_graceful_drain", False)
+def test_the_flag_is_the_serving_servers_only() -> None:
+    # Once uvicorn has restored the handler it replaced, the flag of a
+    # server that stopped does not make a new one look like it is stopping.
     _sigterm_to_a_uvicorn_server()
-    assert not AppStatus.should_exit
+    assert not shutting_down()

@@ -3,10 +3,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import anyio
 import pytest
 from app.memory_store import MemoryReplyStore
-from app.streaming import STREAM_HEADERS, EventStreamResponse, StreamRequest, reply_events, resume_unavailable
+from app.open_streams import OpenStream, OpenStreams
+from app.sse_response import STREAM_HEADERS, EventStreamResponse
+from app.streaming import StreamRequest, reply_events, resume_unavailable
 from scripted_sources import ScriptedSource
 from store_contract import limits
 
@@ -18,6 +19,10 @@ def arrived() -> StreamRequest:
     return StreamRequest(transport="sse", arrived_at=time.perf_counter())
 
 
+def open_stream(*, send_timeout: float = 0, heartbeat: float = 0) -> OpenStream:
+    return OpenStreams(heartbeat=heartbeat, send_timeout=send_timeout, shutdown_send=5).stream(sse=True)
+
+
 def store(grace: float = 0) -> MemoryReplyStore:
     return MemoryReplyStore(limits(resume_grace=grace, max_reply_bytes=10_000), conversation_ttl=3600)
 
@@ -27,15 +32,18 @@ async def collect(
 ) -> list[Frame]:
     replies = store(grace)
     reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
-    shutdown = anyio.Event()
     frames: list[Frame] = []
-    stream = reply_events(
-        replies, reply, arrived(), from_index=from_index, shutdown=shutdown, retry_ms=3000, shutdown_retry_ms=500
+    stream = open_stream()
+    events = reply_events(
+        replies, reply, arrived(), stream=stream, from_index=from_index, retry_ms=3000, shutdown_retry_ms=500
     )
-    async for event in stream:
+    async for event in events:
+        assert event is not None  # no heartbeats here
         frames.append((event.name, event.data, event.retry))
         if shutdown_after is not None and len(frames) == shutdown_after:
-            shutdown.set()
+            # What the process's tick does on SIGTERM (test_open_streams.py).
+            stream._streams.shutting_down = True
+            stream.set()
     await replies.close(0)
     return frames
 
@@ -96,11 +104,11 @@ def test_a_client_leaving_closes_the_source_when_there_is_no_grace() -> None:
         replies = store(grace=0)
         reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
         stream = reply_events(
-            replies, reply, arrived(), from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0
+            replies, reply, arrived(), stream=open_stream(), from_index=0, retry_ms=0, shutdown_retry_ms=0
         )
         await anext(stream)
         await anext(stream)
-        await stream.aclose()  # what the server does when the client goes away
+        await stream.aclose()  # what the response does when the client goes away
         await until_closed(source)
 
     asyncio.run(leave_after_two())
@@ -109,7 +117,7 @@ def test_a_client_leaving_closes_the_source_when_there_is_no_grace() -> None:
 
 def test_resume_unavailable_is_an_explicit_error_event() -> None:
     async def run() -> list[Frame]:
-        return [(e.name, e.data, e.retry) async for e in resume_unavailable(arrived())]
+        return [(e.name, e.data, e.retry) async for e in resume_unavailable(arrived()) if e is not None]
 
     assert asyncio.run(run()) == [
         (
@@ -129,7 +137,7 @@ async def _empty() -> AsyncIterator[object]:
 
 
 def test_response_headers_have_no_hop_by_hop_connection() -> None:
-    response = EventStreamResponse(_empty())  # type: ignore[arg-type]
+    response = EventStreamResponse(_empty(), open_stream())  # type: ignore[arg-type]
     assert "connection" not in response.headers
     for name, value in STREAM_HEADERS.items():
         assert response.headers[name] == value
@@ -141,10 +149,9 @@ def test_a_reader_that_takes_nothing_is_dropped_after_the_send_timeout(caplog: p
     async def run() -> float:
         replies = store(grace=0)
         reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
-        stream = reply_events(
-            replies, reply, arrived(), from_index=0, shutdown=anyio.Event(), retry_ms=0, shutdown_retry_ms=0
-        )
-        response = EventStreamResponse(stream, send_timeout=0.2, ping=0)
+        stream = open_stream(send_timeout=0.2)
+        events = reply_events(replies, reply, arrived(), stream=stream, from_index=0, retry_ms=0, shutdown_retry_ms=0)
+        response = EventStreamResponse(events, stream)
         never = asyncio.Event()
 
         async def receive() -> dict[str, object]:
@@ -161,7 +168,7 @@ def test_a_reader_that_takes_nothing_is_dropped_after_the_send_timeout(caplog: p
         await until_closed(source)
         return elapsed
 
-    with caplog.at_level(logging.WARNING, logger="app.streaming"):
+    with caplog.at_level(logging.WARNING, logger="app.sse_response"):
         elapsed = asyncio.run(run())
     assert elapsed < 3.0  # dropped after about 0.2 s, not never
     assert source.closed

@@ -8,11 +8,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 from app import tracing
 from app.config import Settings
 from app.memory_store import MemoryReplyStore
+from app.open_streams import OpenStreams
 from app.streaming import StreamRequest, reply_events
 from app.tokens import mint
 from fastapi.testclient import TestClient
@@ -120,9 +120,7 @@ def test_the_generation_is_a_child_span_of_the_stream_that_asked_for_it(
     assert (failed.attributes or {})["error.type"] == "source_failed"
 
 
-def test_a_refused_stream_ends_its_span(
-    client: TestClient, settings: Settings, spans: InMemorySpanExporter
-) -> None:
+def test_a_refused_stream_ends_its_span(client: TestClient, settings: Settings, spans: InMemorySpanExporter) -> None:
     conversation = parse(client.post(URL, json={"message": "hi"}).text)[0][1]["conversation_id"]
     spans.clear()
     bob = {"Authorization": f"Bearer {mint(settings, 'bob')}"}
@@ -150,12 +148,14 @@ def test_a_shutdown_is_marked(spans: InMemorySpanExporter) -> None:
         reply = await replies.start(
             ScriptedSource(["a"] * 50, delay=0.05), "hi", subject="s", conversation_id="c", message_id="m"
         )
-        shutdown = anyio.Event()
+        streams = OpenStreams(heartbeat=0, send_timeout=0, shutdown_send=5)
+        stream = streams.stream(sse=True)
         request = StreamRequest(transport="sse", arrived_at=time.perf_counter())
-        stream = reply_events(replies, reply, request, from_index=0, shutdown=shutdown, retry_ms=0, shutdown_retry_ms=0)
-        async for event in stream:
-            if event.name == "token":
-                shutdown.set()
+        events = reply_events(replies, reply, request, stream=stream, from_index=0, retry_ms=0, shutdown_retry_ms=0)
+        async for event in events:
+            if event is not None and event.name == "token":
+                streams.shutting_down = True  # what the tick does on SIGTERM
+                stream.set()
         await replies.close(0)
 
     asyncio.run(cut_by_shutdown())

@@ -9,19 +9,19 @@ belongs to, from the next token, instead of starting a new one.
 
 from typing import Annotated, Any, Literal
 
-import anyio
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app.conversation import UNAVAILABLE, Refused, open_stream
-from app.deps import AuthenticatedRoute, PrincipalDep, SettingsDep, SourceDep, StoreDep
+from app.deps import AuthenticatedRoute, OpenStreamsDep, PrincipalDep, SettingsDep, SourceDep, StoreDep
 from app.errors import ApiError
-from app.events import MESSAGE_ID, heartbeat, sse_event_schema
+from app.events import MESSAGE_ID, sse_event_schema
 from app.replies import StoreUnavailable
 from app.schemas import ChatRequest, ErrorBody
-from app.streaming import EventStreamResponse, StreamRequest, arrival
+from app.sse_response import EventStreamResponse
+from app.streaming import StreamRequest, arrival
 
 # Every route here needs a token, checked before the body (401 first).
 router = APIRouter(prefix="/api/chat", tags=["chat"], route_class=AuthenticatedRoute)
@@ -89,15 +89,16 @@ async def stream_message(
     settings: SettingsDep,
     source: SourceDep,
     store: StoreDep,
+    streams: OpenStreamsDep,
     # No length or pattern here: a malformed or over-long id gets the same
     # resume_unavailable event as an unknown one (app.events.parse_event_id).
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", description="Resume after this event id.")
     ] = None,
 ) -> EventStreamResponse:
-    shutdown = anyio.Event()  # set by sse-starlette when the server begins to stop
+    stream = streams.stream(sse=True)
     try:
-        stream = await open_stream(
+        events = await open_stream(
             store,
             source,
             settings,
@@ -105,7 +106,7 @@ async def stream_message(
             message=body.message,
             conversation_id=body.conversation_id,
             last_event_id=last_event_id,
-            shutdown=shutdown,
+            stream=stream,
             request=StreamRequest(
                 transport="sse",
                 arrived_at=arrival(request.scope),
@@ -118,12 +119,8 @@ async def stream_message(
             raise _too_long(settings.max_message_chars) from exc
         raise ApiError(exc.status, exc.code, exc.message) from exc
     return EventStreamResponse(
+        events,
         stream,
-        ping=settings.heartbeat_seconds,
-        ping_message_factory=heartbeat,
-        send_timeout=settings.send_timeout_seconds or None,
-        shutdown_event=shutdown,
-        shutdown_grace_period=settings.shutdown_send_seconds,
         split_characters=settings.twin_test_hooks and body.message.startswith("/split"),
     )
 

@@ -46,7 +46,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.auth import WEBSOCKET_PROTOCOL, Authenticator, get_authenticator, websocket_token
 from app.conversation import Refused, open_stream
-from app.deps import SettingsDep, SourceDep, StoreDep
+from app.deps import OpenStreamsDep, SettingsDep, SourceDep, StoreDep
 from app.errors import ApiError
 from app.events import ChatEvent
 from app.schemas import ChatRequest
@@ -173,6 +173,7 @@ async def chat_over_websocket(
     settings: SettingsDep,
     source: SourceDep,
     store: StoreDep,
+    streams: OpenStreamsDep,
     authenticator: Annotated[Authenticator, Depends(get_authenticator)],
 ) -> None:
     token = websocket_token(websocket)
@@ -185,6 +186,7 @@ async def chat_over_websocket(
         return
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=WEBSOCKET_PROTOCOL if WEBSOCKET_PROTOCOL in offered else None)
+    stream = streams.stream(sse=False)
     try:
         request = await _read_request(websocket, settings.ws_first_frame_seconds)
         # The request is the frame: time to first token counts from its arrival.
@@ -197,7 +199,7 @@ async def chat_over_websocket(
             message=request.message,
             conversation_id=request.conversation_id,
             last_event_id=request.last_event_id,
-            shutdown=anyio.Event(),  # on shutdown the server closes WebSockets itself (1012)
+            stream=stream,
             request=StreamRequest(
                 transport="websocket",
                 arrived_at=arrived_at,
@@ -209,10 +211,11 @@ async def chat_over_websocket(
         return
     except Refused as exc:
         return await _refuse(websocket, exc.close_code, f"{exc.code}: {exc.message}")
-    await _send_reply(websocket, events)
+    with stream:
+        await _send_reply(websocket, events)
 
 
-async def _send_reply(websocket: WebSocket, events: AsyncGenerator[ChatEvent, None]) -> None:
+async def _send_reply(websocket: WebSocket, events: AsyncGenerator[ChatEvent | None, None]) -> None:
     """Send every event, then close with 1000; stop as soon as the client leaves.
 
     A client that leaves mid-reply (a closed tab, a lost network) is expected,
@@ -235,7 +238,8 @@ async def _send_reply(websocket: WebSocket, events: AsyncGenerator[ChatEvent, No
         try:
             async with aclosing(events):
                 async for event in events:
-                    await websocket.send_text(event.to_json())
+                    if event is not None:  # never None: a WebSocket has no SSE heartbeats
+                        await websocket.send_text(event.to_json())
         except WebSocketDisconnect as exc:
             left = exc.code
         tasks.cancel_scope.cancel()
