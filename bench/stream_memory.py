@@ -38,8 +38,9 @@ def dump(*_):
     snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
     lines = [(str(s.traceback[0]), s.size, s.count) for s in snapshot.statistics("lineno")]
     import json
-    with open(os.environ["SNAPSHOT_TO"], "w") as out:
+    with open(os.environ["SNAPSHOT_TO"] + ".part", "w") as out:
         json.dump(lines, out)
+    os.rename(os.environ["SNAPSHOT_TO"] + ".part", os.environ["SNAPSHOT_TO"])
 signal.signal(signal.SIGUSR2, dump)
 uvicorn.run("app.main:app", host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning",
             timeout_graceful_shutdown=1)
@@ -110,7 +111,7 @@ def run(count: int, trace: bool, bearer: str) -> dict[str, object]:
     }
     server = subprocess.Popen([sys.executable, "-c", SERVER], cwd=ROOT / "services" / "api", env=env)
     try:
-        for _ in range(100):
+        for _ in range(600):  # the import takes a while under tracemalloc
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
@@ -123,18 +124,14 @@ def run(count: int, trace: bool, bearer: str) -> dict[str, object]:
             warm = await hold(port, 50, bearer)
             await asyncio.sleep(2)
             if trace:
-                os.kill(server.pid, signal.SIGUSR2)
-                await asyncio.sleep(3)
-                before_lines = json.loads(snapshot_to.read_text())
+                before_lines = await snapshot(server.pid, snapshot_to)
             before = rss_kib(server.pid)
             writers = await hold(port, count, bearer)
             await asyncio.sleep(3)
             after = rss_kib(server.pid)
             result: dict[str, object] = {"streams": count, "rss_kib_per_stream": (after - before) / count}
             if trace:
-                os.kill(server.pid, signal.SIGUSR2)
-                await asyncio.sleep(5)
-                after_lines = json.loads(snapshot_to.read_text())
+                after_lines = await snapshot(server.pid, snapshot_to)
                 result["top"] = per_stream(before_lines, after_lines, count)
             for writer in [*warm, *writers]:
                 writer.close()
@@ -147,6 +144,18 @@ def run(count: int, trace: bool, bearer: str) -> dict[str, object]:
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+async def snapshot(pid: int, path: Path) -> list[list[object]]:
+    """The server's tracemalloc statistics, taken now (a few seconds for a large heap)."""
+    path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR2)
+    for _ in range(600):
+        await asyncio.sleep(0.1)
+        if path.exists():
+            lines: list[list[object]] = json.loads(path.read_text())
+            return lines
+    raise TimeoutError("no tracemalloc snapshot from the server within 60 s")
 
 
 def per_stream(before: list[list[object]], after: list[list[object]], count: int) -> list[tuple[str, float]]:

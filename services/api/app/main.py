@@ -10,6 +10,7 @@ from app.access_log import AccessLogMiddleware
 from app.auth import Authenticator
 from app.config import Settings, get_settings
 from app.cors import JsonCorsMiddleware
+from app.handoff import StreamHandoff
 from app.memory_store import MemoryReplyStore
 from app.open_streams import OpenStreams
 from app.openai_source import OpenAISource
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     errors.install(app)
+    # Innermost: a stream runs after the request handling returned (app.handoff).
+    app.add_middleware(StreamHandoff)
     # An explicit allowlist, no credentials (the API reads no cookies), and
     # only what a streaming client sends and reads.
     app.add_middleware(

@@ -57,7 +57,6 @@ class EventStreamResponse(Response):
     ) -> None:
         self.status_code = 200
         self.background = None
-        self.body = b""
         self.init_headers(STREAM_HEADERS)
         self._events = events
         self._stream = stream

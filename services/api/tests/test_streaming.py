@@ -139,6 +139,8 @@ async def _empty() -> AsyncIterator[object]:
 def test_response_headers_have_no_hop_by_hop_connection() -> None:
     response = EventStreamResponse(_empty(), open_stream())  # type: ignore[arg-type]
     assert "connection" not in response.headers
+    assert "content-length" not in response.headers  # the stream has no length: chunked
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
     for name, value in STREAM_HEADERS.items():
         assert response.headers[name] == value
 

@@ -18,6 +18,7 @@ from app.conversation import UNAVAILABLE, Refused, open_stream
 from app.deps import AuthenticatedRoute, OpenStreamsDep, PrincipalDep, SettingsDep, SourceDep, StoreDep
 from app.errors import ApiError
 from app.events import MESSAGE_ID, sse_event_schema
+from app.handoff import Deferred
 from app.replies import StoreUnavailable
 from app.schemas import ChatRequest, ErrorBody
 from app.sse_response import EventStreamResponse
@@ -95,7 +96,7 @@ async def stream_message(
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", description="Resume after this event id.")
     ] = None,
-) -> EventStreamResponse:
+) -> Deferred:
     stream = streams.stream(sse=True)
     try:
         events = await open_stream(
@@ -118,10 +119,13 @@ async def stream_message(
         if exc.close_code == 1009:
             raise _too_long(settings.max_message_chars) from exc
         raise ApiError(exc.status, exc.code, exc.message) from exc
-    return EventStreamResponse(
-        events,
-        stream,
-        split_characters=settings.twin_test_hooks and body.message.startswith("/split"),
+    # Run after FastAPI's request handling has returned (app.handoff).
+    return Deferred(
+        EventStreamResponse(
+            events,
+            stream,
+            split_characters=settings.twin_test_hooks and body.message.startswith("/split"),
+        )
     )
 
 
