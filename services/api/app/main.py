@@ -10,6 +10,7 @@ from app.access_log import AccessLogMiddleware
 from app.auth import Authenticator
 from app.config import Settings, get_settings
 from app.cors import JsonCorsMiddleware
+from app.liveness import LivenessMiddleware
 from app.memory_store import MemoryReplyStore
 from app.openai_source import OpenAISource
 from app.reply_store import ReplyLimits, ReplyStore
@@ -99,8 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestIdMiddleware)
-    # Outermost: it times the whole request and reads the id set inside it.
+    # It times the whole request and reads the id set inside it.
     app.add_middleware(AccessLogMiddleware)
+    # Outermost: liveness (GET /healthz) is answered before any of the above
+    # runs, so none of their work delays it (app/liveness.py).
+    app.add_middleware(LivenessMiddleware)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(chat.router)
