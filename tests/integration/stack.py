@@ -8,6 +8,7 @@ from pathlib import Path
 import redis
 import requests
 import yaml
+from app.config import Settings
 from testcontainers.compose import DockerCompose
 from websockets.typing import Subprotocol
 
@@ -43,6 +44,8 @@ RESUME_GRACE_SECONDS = float(_API["CHAT_RESUME_GRACE_SECONDS"])
 SEND_TIMEOUT_SECONDS = float(_API["CHAT_SEND_TIMEOUT_SECONDS"])
 WS_FIRST_FRAME_SECONDS = float(_API["CHAT_WS_FIRST_FRAME_SECONDS"])
 PRODUCER_LEASE_SECONDS = float(_API["CHAT_PRODUCER_LEASE_SECONDS"])
+# Replies a process generates at once; compose.test.yaml keeps the default.
+MAX_REPLIES = int(_API.get("CHAT_MAX_REPLIES") or Settings.model_fields["max_replies"].default)
 
 # Reads the worker's memory and the metrics from inside the API container:
 # /metrics is not routed by the proxy.

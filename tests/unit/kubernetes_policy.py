@@ -35,7 +35,7 @@ POLICIES = (
     "replicas",  # HPA min >= 2, Deployment replicas absent (the HPA owns them) or >= 2
     "rollout",  # rolling updates with maxUnavailable 0
     "shutdown-order",  # send + drain + flush < graceful < grace - preStop, >= compose's stop_grace_period
-    "probes",  # readiness on /readyz, liveness on /healthz, generous and slower than gunicorn's heartbeat
+    "probes",  # readiness on /readyz, liveness on /healthz: generous, 30 s patient, slower than gunicorn's heartbeat
     "resources",  # CPU and memory requests, a memory limit
     "security",  # non-root uid, no escalation, read-only root, no capabilities, seccomp, no token, /tmp
     "images",  # a tag or digest, never latest
@@ -271,20 +271,30 @@ def _shutdown_order(objects: list[Obj]) -> Iterator[str]:
             yield "nginx: preStop does not ask for the graceful stop (nginx -s quit)"
 
 
+# Unanswered liveness probes (timeoutSeconds x failureThreshold) a pod
+# survives at the least: a loop busy with thousands of streams may answer
+# late, and a restart would end all of them. The image's HEALTHCHECK, which
+# compose and Swarm use, is as patient (services/api/Dockerfile).
+LIVENESS_PATIENCE_SECONDS = 30
+
+
 def _probes(objects: list[Obj]) -> Iterator[str]:
     api = one(objects, "Deployment", API)
     container = api["spec"]["template"]["spec"]["containers"][0]
     readiness, liveness = container.get("readinessProbe", {}), container.get("livenessProbe", {})
     if readiness.get("httpGet", {}).get("path") != "/readyz":
-        yield "the API's readiness probe is not GET /readyz (fails from SIGTERM on)"
+        yield "the API's readiness probe is not GET /readyz (fails from SIGTERM on and at capacity)"
     if liveness.get("httpGet", {}).get("path") != "/healthz":
-        yield "the API's liveness probe is not GET /healthz (no dependencies)"
+        yield "the API's liveness probe is not GET /healthz (answered first, no dependencies)"
     window = liveness.get("periodSeconds", 10) * liveness.get("failureThreshold", 3)
     heartbeat = float(gunicorn_settings(pod_env(objects, api))["timeout"])
     if not window > heartbeat:
         yield f"liveness gives up after {window} s, before gunicorn's own heartbeat ({heartbeat} s)"
     if liveness.get("timeoutSeconds", 1) < 5 or liveness.get("failureThreshold", 3) < 3:
         yield "liveness is not generous (timeoutSeconds >= 5, failureThreshold >= 3)"
+    patience = liveness.get("timeoutSeconds", 1) * liveness.get("failureThreshold", 3)
+    if patience < LIVENESS_PATIENCE_SECONDS:
+        yield f"liveness restarts after {patience} s of unanswered probes, less than {LIVENESS_PATIENCE_SECONDS} s"
     for workload in workloads(objects):
         for c in workload["spec"]["template"]["spec"]["containers"]:
             if "readinessProbe" not in c or "livenessProbe" not in c:

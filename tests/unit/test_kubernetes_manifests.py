@@ -170,6 +170,12 @@ BREAKAGES: list[Any] = [
                  id="readiness-ignores-sigterm"),
     pytest.param("nginx", "probes", lambda o: _api_container(o)["livenessProbe"].update(failureThreshold=1),
                  id="liveness-hair-trigger"),
+    pytest.param("nginx", "probes", lambda o: _api_container(o)["livenessProbe"]["httpGet"].update(path="/readyz"),
+                 id="liveness-restarts-a-full-pod"),
+    # Generous by the other rules (timeout 5 s, 3 failures, 45 s between the
+    # first and the last): only 15 s of unanswered probes, which this one catches.
+    pytest.param("nginx", "probes", lambda o: _api_container(o)["livenessProbe"].update(
+        timeoutSeconds=5, failureThreshold=3, periodSeconds=15), id="liveness-impatient"),
     pytest.param("nginx", "replicas", lambda o: one(o, "HorizontalPodAutoscaler", "chat-api")["spec"].update(
         minReplicas=1), id="one-replica"),
     pytest.param("nginx", "rollout", lambda o: one(o, "Deployment", "chat-api")["spec"]["strategy"][

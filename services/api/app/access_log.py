@@ -9,9 +9,11 @@ pure ASGI middleware writes instead, on logger ``app.access``:
 The path never carries its query string (tokens must not reach logs, wherever
 a client puts them). A stream adds its outcome and the tokens it sent, which
 :mod:`app.streaming` records on :data:`RECORD`; a refused request adds its
-error code. Successful health checks are not logged: the container's
-healthcheck alone would be a line every five seconds. With
-``CHAT_LOG_FORMAT=json`` each line is a JSON object (gunicorn.conf.py).
+error code. Probes and scrapes that succeed are not logged (a readiness
+probe alone would be a line every five seconds); a 503 from ``/readyz``
+(shutting down, at capacity) is. Liveness (``/healthz``) never reaches this
+middleware: app/liveness.py answers it first. With ``CHAT_LOG_FORMAT=json``
+each line is a JSON object (gunicorn.conf.py).
 """
 
 import logging
@@ -26,7 +28,7 @@ logger = logging.getLogger("app.access")
 # What the handling of the current request adds to its line (outcome, tokens, error).
 RECORD: ContextVar[dict[str, Any] | None] = ContextVar("access_record", default=None)
 
-QUIET_PATHS = {"/healthz", "/metrics"}
+QUIET_PATHS = {"/readyz", "/metrics"}
 # Key of the request's arrival (a perf_counter() reading) in the scope's state.
 ARRIVED_AT = "arrived_at"
 

@@ -11,6 +11,7 @@ from app.auth import Authenticator
 from app.config import Settings, get_settings
 from app.cors import JsonCorsMiddleware
 from app.handoff import StreamHandoff
+from app.liveness import LivenessMiddleware
 from app.memory_store import MemoryReplyStore
 from app.open_streams import OpenStreams
 from app.openai_source import OpenAISource
@@ -108,8 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestIdMiddleware)
-    # Outermost: it times the whole request and reads the id set inside it.
+    # It times the whole request and reads the id set inside it.
     app.add_middleware(AccessLogMiddleware)
+    # Outermost: liveness (GET /healthz) is answered before any of the above
+    # runs, so none of their work delays it (app/liveness.py).
+    app.add_middleware(LivenessMiddleware)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(chat.router)

@@ -149,6 +149,15 @@ class ReplyStore(ABC):
 
     # ---- what routes and streams call ---------------------------------------
 
+    @property
+    def at_capacity(self) -> bool:
+        """Whether :meth:`start` would refuse a new reply because this process
+        already generates ``max_replies`` (readiness fails meanwhile). A full
+        Valkey refuses replies too (``store_full``), but for every replica at
+        once: that is the store's state, not this process's, and readiness
+        leaves it alone as it leaves a Valkey outage."""
+        return len(self._tasks) >= self.limits.max_replies
+
     async def start(
         self,
         source: TokenSource,
@@ -164,7 +173,7 @@ class ReplyStore(ABC):
 
         Raises NotOwner, StoreFull or StoreUnavailable, and then records nothing.
         """
-        if self._closing or len(self._tasks) >= self.limits.max_replies:
+        if self._closing or self.at_capacity:
             raise StoreFull
         reply, history = await self._create(subject=subject, conversation_id=conversation_id, message_id=message_id)
         reply.message = message

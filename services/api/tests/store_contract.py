@@ -196,12 +196,15 @@ class ReplyStoreContract:
         async def test() -> None:
             store = await self.make(max_replies=2)
             running = [await self.start(store, ScriptedSource(["a"] * 1000, delay=0.01)) for _ in range(2)]
+            assert store.at_capacity  # what readiness reports (GET /readyz)
             refused = new_id("conv")
             with pytest.raises(StoreFull):
                 await self.start(store, ScriptedSource(["a"]), subject="mallory", conversation_id=refused)
-            for reply in running:
-                await store.stop(reply)
-                await until_done(reply)
+            await store.stop(running[0])
+            await until_done(running[0])
+            assert not store.at_capacity  # one slot free again
+            await store.stop(running[1])
+            await until_done(running[1])
             # The refused claim left no owner behind: anyone may start it.
             await self.start(store, ScriptedSource(["a"]), subject="alice", conversation_id=refused)
             await store.close(0)

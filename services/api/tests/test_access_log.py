@@ -1,4 +1,5 @@
 import logging
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -38,10 +39,21 @@ def test_a_failing_reply_logs_its_error(client: TestClient, caplog: pytest.LogCa
     assert "outcome=error" in line and "error=source_failed" in line
 
 
-def test_health_checks_are_not_logged(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+def test_probes_that_succeed_are_not_logged(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="app.access"):
         assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
     assert lines(caplog) == []
+
+
+def test_a_process_that_is_not_ready_says_so_in_the_log(
+    client: TestClient, caplog: pytest.LogCaptureFixture, begin_shutdown: Callable[[], None]
+) -> None:
+    begin_shutdown()
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        assert client.get("/readyz").status_code == 503
+    (line,) = lines(caplog)
+    assert line.startswith("GET /readyz 503 ")
 
 
 def test_json_lines_carry_the_fields() -> None:

@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
     ],
 )
 def test_request_id_is_kept_only_when_well_formed(client: TestClient, sent: str, kept: bool) -> None:
-    returned = client.get("/healthz", headers={"X-Request-ID": sent}).headers["x-request-id"]
+    returned = client.get("/readyz", headers={"X-Request-ID": sent}).headers["x-request-id"]
     assert (returned == sent) is kept
     if not kept:
         assert re.fullmatch(r"[0-9a-f]{32}", returned)
 
 
 def test_a_request_id_is_made_when_none_is_sent(client: TestClient) -> None:
-    assert re.fullmatch(r"[0-9a-f]{32}", client.get("/healthz").headers["x-request-id"])
+    assert re.fullmatch(r"[0-9a-f]{32}", client.get("/readyz").headers["x-request-id"])
