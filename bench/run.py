@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# Its own project on a free port: a stack started by `make up` keeps running.
+# Its own project, its ports on loopback (compose.bench.yaml): a stack
+# started by `make up` keeps running.
 COMPOSE = ["docker", "compose", "--project-name", "chat-stream-bench", "-f", "compose.yaml",
            "-f", "bench/compose.bench.yaml"]  # fmt: skip
 ENV = {
     **os.environ,
-    "HTTP_PORT": "0",
-    "HTTPS_PORT": "0",
     "CHAT_AUTH_SECRET": secrets.token_hex(32),
     "CHAT_VALKEY_PASSWORD": secrets.token_hex(32),
 }
