@@ -175,9 +175,14 @@ class Held:
         context = multiprocessing.get_context("fork")
         self.ready, self.results, self.stop_event = context.Queue(), context.Queue(), context.Event()
         shares = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
+        # Daemonic: should the scenario fail (a worker never reports ready),
+        # the workers end with it instead of holding their streams, and the
+        # client's exit, open forever.
         self.workers = [
             context.Process(
-                target=_hold_worker, args=(base, share, message, stagger, self.ready, self.stop_event, self.results)
+                target=_hold_worker,
+                args=(base, share, message, stagger, self.ready, self.stop_event, self.results),
+                daemon=True,
             )
             for share in shares
             if share

@@ -1,34 +1,61 @@
-"""Run the benchmark: `make bench` (quick, about 3 minutes) or `make bench MODE=full`.
+"""Run the benchmark: `make bench` (quick) or `make bench MODE=full`.
 
-On the host: brings the stack up with the bench overlay, runs each scenario
-of bench/loadgen.py in the `loadgen` container, reads container memory
-(docker stats) and kernel socket memory (/proc/net/sockstat) while streams
-are held, and writes results.json, report.md and PNG plots to
-bench/results/<time>/. Each scenario runs through nginx and directly against
-the API in the same run, so the proxy's cost is a measured ratio.
+On the host: builds the stack with the bench overlay and runs it phase by
+phase: the latency nginx adds, time to first token (idle and with streams
+open), streams held and memory per stream, events per second, leaks after
+abrupt disconnects, then each deployment side by side. A phase first waits
+until the services it measures are healthy (and the API ready), then runs
+each of its scenarios of bench/loadgen.py in the `loadgen` container; a
+scenario that fails is recorded with its error and the next one runs. The
+API's and nginx's healthchecks are followed through every phase.
+
+Memory comes from docker stats and the kernel's socket memory
+(/proc/net/sockstat) while streams are held, CPU time from each container's
+cgroup around the throughput runs (bench/readings.py). Each scenario runs
+through nginx and directly against the API in the same run, so the proxy's
+cost is a measured ratio. results.json, report.md and PNG plots
+(bench/report.py) go to bench/results/<time>/, whatever failed, also on
+Ctrl-C.
 """
 
 import argparse
+import contextlib
 import json
 import os
-import platform
 import secrets
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import traceback
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from bench.readings import (
+    PROJECT,
+    Liveness,
+    api_get,
+    api_metrics,
+    containers,
+    cpu_seconds,
+    kernel_tcp_mib,
+    machine,
+    memory_mib,
+    metric_sum,
+    store_clients,
+)
+from bench.report import GOALS, failures, markdown, plots
 
 ROOT = Path(__file__).resolve().parents[1]
-# Its own project on a free port: a stack started by `make up` keeps running.
-COMPOSE = ["docker", "compose", "--project-name", "chat-stream-bench", "-f", "compose.yaml",
-           "-f", "bench/compose.bench.yaml"]  # fmt: skip
+# Its own project, its ports on loopback (compose.bench.yaml): a stack
+# started by `make up` keeps running.
+COMPOSE = ["docker", "compose", "--project-name", PROJECT, "-f", "compose.yaml", "-f", "bench/compose.bench.yaml"]
 ENV = {
     **os.environ,
-    "HTTP_PORT": "0",
-    "HTTPS_PORT": "0",
     "CHAT_AUTH_SECRET": secrets.token_hex(32),
     "CHAT_VALKEY_PASSWORD": secrets.token_hex(32),
 }
@@ -36,17 +63,33 @@ ENV = {
 TOKEN: list[str] = []
 
 
+class Deployment(NamedTuple):
+    base: str  # its nginx, as the load client reaches it
+    proxy: str  # service names
+    api: str
+    store: str | None = None
+
+    @property
+    def services(self) -> list[str]:
+        return [service for service in (self.proxy, self.api, self.store) if service]
+
+
 # The proxy's cost and the server's limits are measured on one process with
 # replies in its memory (proxy-memory, api-memory), reached through nginx and
-# directly; the two deployments are compared in the "stores" section.
+# directly; memory per stream on the deployment `make up` runs.
 NGINX, API, GRANIAN = "http://proxy-memory:8080", "http://api-memory:8000", "http://api-granian:8000"
-ONE_PROCESS = {"proxy": "proxy-memory", "api": "api-memory"}
-# name: (proxy URL, services whose memory counts, the proxy's and API's service names)
-DEPLOYMENTS: dict[str, tuple[str, list[str], dict[str, str]]] = {
-    "memory store, 1 process": (NGINX, ["proxy-memory", "api-memory"], ONE_PROCESS),
-    "Valkey store, 2 replicas": ("http://nginx:8080", ["nginx", "api", "valkey"], {"proxy": "nginx", "api": "api"}),
+ONE_PROCESS = Deployment(NGINX, "proxy-memory", "api-memory")
+DEFAULT = "Valkey store, 2 replicas"  # the deployment `make up` runs
+DEPLOYMENTS = {
+    "memory store, 1 process": ONE_PROCESS,
+    DEFAULT: Deployment("http://nginx:8080", "nginx", "api", "valkey"),
 }
+API_SERVICES = ("api", "api-memory", "api-granian")
+# Every API and nginx service, whose liveness the report follows.
+WATCHED = (*API_SERVICES, "nginx", "proxy-memory")
 
+# "hold": the steps of the ramp held on the default deployment; the last
+# one is also held on the one process, through nginx and directly.
 SIZES: dict[str, dict[str, Any]] = {
     "quick": {"pairs": 50, "background": 1000, "probes": 100, "hold": [1000, 2000], "hold_seconds": 10,
               "throughput": 500, "throughput_tokens": 100, "churn": 2000},
@@ -54,25 +97,34 @@ SIZES: dict[str, dict[str, Any]] = {
              "throughput": 1000, "throughput_tokens": 200, "churn": 10000},
 }  # fmt: skip
 
-GOALS = {
-    "proxy_added_p50_ms": 0.3,
-    "proxy_added_p99_ms": 2.0,
-    "ttft_p99_ms": 20.0,
-    "streams_held": 10_000,
-    "kb_per_stream_total": 48.0,
-    "kb_per_stream_nginx": 10.0,
-    "events_per_second": 20_000,
-}
+HEALTH_TIMEOUT = 300  # seconds for a phase's services to become healthy
+ERROR_LINES = 25  # of a failure's traceback, kept in the results
 
 
-def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([*COMPOSE, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, check=False)
+# --- The stack -----------------------------------------------------------------
+
+
+def compose(*args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [*COMPOSE, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, check=False, timeout=timeout
+    )
     if check and done.returncode != 0:
         raise RuntimeError(f"docker compose {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return done
 
 
-def loadgen(*args: str, on_holding: Any = None) -> dict[str, Any]:
+def wait_healthy(services: Iterable[str]) -> float:
+    """Start the services if they are not running, wait until Docker reports
+    them healthy and each API container ready (/readyz): the seconds it took."""
+    started = time.monotonic()
+    compose("up", "--detach", "--wait", *services, timeout=HEALTH_TIMEOUT)
+    apis = [service for service in services if service in API_SERVICES]
+    for container in containers(*apis) if apis else []:
+        api_get(container, "/readyz")
+    return round(time.monotonic() - started, 1)
+
+
+def loadgen(*args: str, on_holding: Callable[[int], None] | None = None) -> dict[str, Any]:
     command = [*COMPOSE, "--profile", "bench", "run", "--rm", "-T", "-e", f"BENCH_TOKEN={TOKEN[0]}",
                "loadgen", "python", "-m", "bench.loadgen", *args]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -98,303 +150,255 @@ def loadgen(*args: str, on_holding: Any = None) -> dict[str, Any]:
     return result
 
 
-def memory_mib(service: str) -> float:
-    """Of every container (replica) of the service."""
-    total = 0.0
-    for container in compose("ps", "-q", service).stdout.split():
-        usage = subprocess.run(
-            ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
-            capture_output=True, text=True, check=True,
-        ).stdout.split("/")[0].strip()  # fmt: skip
-        number, unit = float(usage[:-3]), usage[-3:]
-        total += number * {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}[unit]
-    return total
+# --- Phases ----------------------------------------------------------------------
 
 
-def kernel_tcp_mib() -> float:
-    for line in Path("/proc/net/sockstat").read_text().splitlines():
-        if line.startswith("TCP:"):
-            fields = line.split()
-            return int(fields[fields.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    return 0.0
+def failure() -> dict[str, Any]:
+    """The exception being handled, as a result: the last lines of its traceback."""
+    lines = traceback.format_exc().strip().splitlines()
+    print(f"  failed: {lines[-1]}", flush=True)
+    return {"failed": True, "error": "\n".join(lines[-ERROR_LINES:])}
 
 
-def api_metrics(service: str = "api-memory") -> dict[str, float]:
-    """The API's metrics, summed over its replicas."""
-    script = "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())"
-    values: dict[str, float] = {}
-    for container in compose("ps", "-q", service).stdout.split():
-        text = subprocess.run(["docker", "exec", container, "python3", "-c", script], capture_output=True, text=True)
-        for line in text.stdout.splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                values[name] = values.get(name, 0.0) + float(value)
-    return values
+def phase(
+    results: dict[str, Any], path: tuple[str, ...], services: list[str], runs: dict[str, Callable[[], dict[str, Any]]]
+) -> None:
+    """One phase: wait until its services are healthy, then each run in turn,
+    its result at results[path][run name]. A run that raises is recorded as
+    {"failed": true, "error": ...} and the next one still runs; a phase whose
+    services do not become healthy is recorded so as a whole. The phase's
+    wait, duration and the liveness of every API and nginx container go to
+    results["phases"]."""
+    *within, name = path
+    slot = results
+    for key in within:
+        slot = slot.setdefault(key, {})
+    label = ": ".join(path)
+    record: dict[str, Any] = {"path": list(path), "services": services}
+    results["phases"][label] = record
+    print(f"{label} ...", flush=True)
+    started = time.monotonic()
+    liveness = Liveness(WATCHED)
+    try:
+        with liveness:
+            try:
+                record["health_wait_seconds"] = wait_healthy(services)
+            except BaseException as exc:
+                slot[name] = failure()
+                record["error"] = slot[name]["error"]
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            data: dict[str, Any] = {}
+            slot[name] = data
+            for run_name, run in runs.items():
+                print(f"  {run_name} ...", flush=True)
+                try:
+                    data[run_name] = run()
+                except BaseException as exc:
+                    data[run_name] = failure()
+                    if not isinstance(exc, Exception):
+                        raise  # Ctrl-C: record it, then stop
+    finally:
+        record["seconds"] = round(time.monotonic() - started, 1)
+        record["liveness"] = liveness.summary()
 
 
-def store_clients(service: str) -> float:
-    """Connections Valkey has open (every API process's pool, reader and stop channel)."""
-    (container,) = compose("ps", "-q", service).stdout.split()
-    # valkey-cli 8.1 reads REDISCLI_AUTH (VALKEYCLI_AUTH only in later releases).
-    auth = 'VALKEYCLI_AUTH="$VALKEY_PASSWORD" REDISCLI_AUTH="$VALKEY_PASSWORD"'
-    info = subprocess.run(
-        ["docker", "exec", container, "sh", "-c", f"{auth} valkey-cli info clients"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return float(next(line.split(":")[1] for line in info.splitlines() if line.startswith("connected_clients:")))
+def start_stack(results: dict[str, Any]) -> bool:
+    """Build every image, start what the load client needs, mint its token."""
+    record: dict[str, Any] = {"services": ["nginx"]}
+    results["phases"]["stack"] = record
+    started = time.monotonic()
+    print("building and starting the stack ...", flush=True)
+    try:
+        # nginx's HTTPS port needs a certificate; the run makes its own (kept
+        # with --keep, since the running proxy mounts it).
+        ENV["TLS_CERT_DIR"] = tempfile.mkdtemp(prefix="chat-stream-bench-tls-")
+        subprocess.run(["scripts/dev-certificate.sh", ENV["TLS_CERT_DIR"]], cwd=ROOT, check=True, capture_output=True)
+        compose("build")
+        compose("--profile", "bench", "build", "loadgen")
+        record["build_seconds"] = round(time.monotonic() - started, 1)
+        # The load client's `depends_on` starts nginx with every run: healthy first.
+        record["health_wait_seconds"] = wait_healthy(["nginx"])
+        TOKEN.append(compose("exec", "-T", "api", "python", "-m", "app.tokens", "--subject", "bench", "--ttl", "14400")
+                     .stdout.strip())  # fmt: skip
+    except BaseException as exc:
+        record["error"] = failure()["error"]
+        if not isinstance(exc, Exception):
+            raise
+        return False
+    finally:
+        record["seconds"] = round(time.monotonic() - started, 1)
+    return True
 
 
-def metric_sum(metrics: dict[str, float], name: str) -> float:
-    """A metric summed over its labels (-1 when absent)."""
-    values = [v for k, v in metrics.items() if k == name or k.startswith(name + "{")]
-    return sum(values) if values else -1
+# --- Runs ---------------------------------------------------------------------------
 
 
-def round_trips(service: str) -> float:
-    # One observation of the store's latency histogram per request sent to it.
-    return metric_sum(api_metrics(service), "chat_store_operation_duration_seconds_count")
+def ttft(base: str, background: int, size: dict[str, Any]) -> dict[str, Any]:
+    """Time to first token with ``background`` other streams open (0: an idle stack)."""
+    return loadgen("ttft", "--base", base, "--background", str(background), "--probes", str(size["probes"]))
 
 
-def machine() -> dict[str, Any]:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")), platform.processor(),
-    )  # fmt: skip
-    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    docker = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True)
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(memory_kb / 2**20, 1),
-        "kernel": platform.release(),
-        "docker": docker.stdout.strip(),
-        "note": "load client, nginx and the API share these cores",
-    }
-
-
-def held_memory(
-    base: str, streams: int, seconds: float, services: dict[str, str] = ONE_PROCESS, store: str | None = None
-) -> dict[str, Any]:
-    """Streams held through ``base``; memory of the proxy, the API (every
-    replica), the store (when there is one) and the kernel, per stream."""
+def held_memory(deployment: Deployment, base: str, streams: int, seconds: float) -> dict[str, Any]:
+    """Streams held through ``base`` (the deployment's nginx, or its API);
+    memory of nginx, the API (every replica), the store (when there is one)
+    and the kernel, per stream."""
     # Fresh processes: Python's allocator and nginx's pools keep their
-    # high-water mark, which would hide what the next streams cost.
-    compose("restart", services["api"], services["proxy"])
-    compose("up", "--detach", "--wait", services["api"], services["proxy"])
-    readers = {"nginx": services["proxy"], "api": services["api"], **({"valkey": store} if store else {})}
+    # high-water mark, which would hide what the next streams cost; replies
+    # left in the store by the step before would expire mid-reading. The
+    # store first, so the API starts against a store that answers.
+    if deployment.store:
+        compose("restart", deployment.store, timeout=HEALTH_TIMEOUT)
+        wait_healthy([deployment.store])
+    compose("restart", deployment.api, deployment.proxy, timeout=HEALTH_TIMEOUT)
+    wait_healthy(deployment.services)
+    roles = {"nginx": deployment.proxy, "api": deployment.api}
+    if deployment.store:
+        roles["valkey"] = deployment.store
 
     def reading() -> dict[str, float]:
-        return {**{key: memory_mib(service) for key, service in readers.items()}, "kernel": kernel_tcp_mib()}
+        return {**memory_mib(roles), "kernel": kernel_tcp_mib()}
 
     before = reading()
     during: dict[str, float] = {}
+    problems: list[str] = []
+    clients: list[float] = []
 
     def on_holding(_: int) -> None:
+        # On the thread that drains the load client's stderr: it must not die.
         time.sleep(2)  # let allocations settle
-        during.update(reading())
-        if store:
-            during["store_clients"] = store_clients(store)
+        try:
+            during.update(reading())
+            if deployment.store:
+                clients.append(store_clients(deployment.store))
+        except Exception as exc:
+            problems.append(str(exc))
 
     result = loadgen(
         "hold", "--base", base, "--streams", str(streams), "--seconds", str(seconds), on_holding=on_holding
     )
+    if not during:
+        raise RuntimeError(f"no memory reading while the streams were held: {' '.join(problems) or 'never all open'}")
     opened = max(result["open"], 1)
-    result["memory_mib_before"] = before
-    result["memory_mib_held"] = during
-    result["kb_per_stream"] = {key: (during.get(key, 0) - before[key]) * 1024 / opened for key in before}
-    if "store_clients" in during:
-        result["store_clients"] = during.pop("store_clients")
+    result.update(
+        deployment=next(name for name, d in DEPLOYMENTS.items() if d == deployment),
+        through="direct" if base != deployment.base else "nginx",
+        memory_mib_before=before,
+        memory_mib_held=during,
+        kb_per_stream={key: (during[key] - before[key]) * 1024 / opened for key in before},
+        store_clients=clients[0] if clients else None,
+    )
     return result
 
 
-def run(mode: str, only_stores: bool = False) -> dict[str, Any]:
-    size = SIZES[mode]
-    results: dict[str, Any] = {"mode": mode, "machine": machine(), "goals": GOALS}
-    if only_stores:
-        results["stores"] = {name: store_figures(name, size) for name in DEPLOYMENTS}
-        return results
-    print("latency added by nginx, per event ...", flush=True)
-    results["latency"] = {
-        f"{pairs}_streams": loadgen("latency", "--direct", API, "--proxied", NGINX, "--pairs", str(pairs))
-        for pairs in (1, size["pairs"])
-    }
-    print(f"time to first token with {size['background']} streams open ...", flush=True)
-    # The first time the API process holds this many streams, its heap grows
-    # and its event loop pauses once for about 0.3 s (measured: the pause hit
-    # whichever path ran first, nginx or direct). A first run, reported apart
-    # as "cold", takes it; the two paths are then compared on a warm process.
-    results["ttft"] = {
-        name: loadgen("ttft", "--base", base, "--background", str(size["background"]), "--probes", str(size["probes"]))
-        for name, base in (("direct, cold", API), ("nginx", NGINX), ("direct", API))
-    }
-    print("streams held, and memory per stream ...", flush=True)
-    results["hold"] = {f"nginx_{n}": held_memory(NGINX, n, size["hold_seconds"]) for n in size["hold"]}
-    top = size["hold"][-1]
-    results["hold"][f"direct_{top}"] = held_memory(API, top, size["hold_seconds"])
-    print("events per second ...", flush=True)
-    results["throughput"] = {
-        name: loadgen("throughput", "--base", base, "--streams", str(size["throughput"]),
-                      "--tokens", str(size["throughput_tokens"]))
-        for name, base in (("nginx", NGINX), ("direct", API), ("direct_granian", GRANIAN))
-    }  # fmt: skip
-    print("leaks after abrupt disconnects ...", flush=True)
-    baseline = {"api_mib": memory_mib("api-memory"), "nginx_mib": memory_mib("proxy-memory")}
-    churn = loadgen("churn", "--base", NGINX, "--cycles", str(size["churn"]))
+def throughput(base: str, size: dict[str, Any], api: str, proxy: str | None = None) -> dict[str, Any]:
+    """Events per second at full pace, and per CPU-second of the API (every
+    replica) and of nginx (when the run goes through it)."""
+    roles = {"api": api, **({"nginx": proxy} if proxy else {})}
+    before = {role: cpu_seconds(service) for role, service in roles.items()}
+    result = loadgen("throughput", "--base", base, "--streams", str(size["throughput"]),
+                     "--tokens", str(size["throughput_tokens"]))  # fmt: skip
+    for role, service in roles.items():
+        spent = cpu_seconds(service) - before[role]
+        result[f"{role}_cpu_seconds"] = spent
+        result[f"events_per_{role}_cpu_second"] = result["events_delivered"] / spent if spent > 0 else None
+    return result
+
+
+def round_trips(service: str) -> float | None:
+    # One observation of the store's latency histogram per request sent to
+    # it; none at all from the memory store.
+    metrics = api_metrics(service)
+    return None if metrics is None else metric_sum(metrics, "chat_store_operation_duration_seconds_count") or 0.0
+
+
+def store_throughput(deployment: Deployment, size: dict[str, Any]) -> dict[str, Any]:
+    """Throughput through the deployment's nginx, and the store's round trips per token."""
+    trips = round_trips(deployment.api)
+    result = throughput(deployment.base, size, deployment.api, deployment.proxy)
+    after = round_trips(deployment.api)
+    delivered = max(result["events_delivered"], 1)
+    result["round_trips_per_token"] = None if trips is None or after is None else (after - trips) / delivered
+    return result
+
+
+def churn(size: dict[str, Any]) -> dict[str, Any]:
+    """Open-then-abort cycles through nginx: streams and generations left
+    open after, and memory against before."""
+    roles = {"api": ONE_PROCESS.api, "nginx": ONE_PROCESS.proxy}
+    before = memory_mib(roles)
+    result = loadgen("churn", "--base", NGINX, "--cycles", str(size["churn"]))
     time.sleep(3)
-    metrics = api_metrics()
-    churn.update(
-        baseline=baseline,
-        after={"api_mib": memory_mib("api-memory"), "nginx_mib": memory_mib("proxy-memory")},
+    metrics = api_metrics(ONE_PROCESS.api)
+    result.update(
+        memory_mib_before=before,
+        memory_mib_after=memory_mib(roles),
         active_streams=metric_sum(metrics, "chat_active_streams"),
         running_generations=metric_sum(metrics, "chat_running_generations"),
     )
-    results["churn"] = churn
-    results["stores"] = {name: store_figures(name, size) for name in DEPLOYMENTS}
-    return results
+    return result
 
 
-def store_figures(name: str, size: dict[str, Any]) -> dict[str, Any]:
-    """One deployment, through its own nginx: events/s and the store's round
-    trips per token, TTFT with streams open, streams held and memory per stream."""
-    base, _, services = DEPLOYMENTS[name]
-    store = "valkey" if services["api"] == "api" else None
-    print(f"deployment: {name} ...", flush=True)
-    trips = round_trips(services["api"])
-    throughput = loadgen("throughput", "--base", base, "--streams", str(size["throughput"]),
-                         "--tokens", str(size["throughput_tokens"]))  # fmt: skip
-    trips = round_trips(services["api"]) - trips
-    ttft = loadgen("ttft", "--base", base, "--background", str(size["background"]), "--probes", str(size["probes"]))
-    held = held_memory(base, size["hold"][0], size["hold_seconds"], services, store)
-    return {
-        "events_per_second": throughput["events_per_second"],
-        "round_trips_per_token": trips / max(throughput["events_delivered"], 1),
-        "ttft_ms": ttft["ttft_ms"],
-        "background_open": ttft["background_open"],
-        "held": held["all_events_delivered"],
-        "held_requested": held["requested"],
-        "kb_per_stream": held["kb_per_stream"],
-        "store_clients": held.get("store_clients"),
-    }
+def run(results: dict[str, Any], size: dict[str, Any], only_stores: bool = False) -> None:
+    """Every phase in turn, each with the services it measures."""
+    one = ONE_PROCESS.services
+    if not only_stores:
+        phase(results, ("latency",), one, {
+            f"{pairs}_streams": partial(loadgen, "latency", "--direct", API, "--proxied", NGINX, "--pairs", str(pairs))
+            for pairs in (1, size["pairs"])
+        })  # fmt: skip
+        # The first time the API process holds this many streams, its heap
+        # grows and its event loop pauses once for about 0.3 s (measured: the
+        # pause hit whichever path ran first, nginx or direct). A first run,
+        # reported apart as "direct (cold)", takes it; the two paths are then
+        # compared on a warm process.
+        background = size["background"]
+        phase(results, ("ttft",), one, {
+            "nginx, idle": partial(ttft, NGINX, 0, size),
+            "direct (cold)": partial(ttft, API, background, size),
+            "nginx": partial(ttft, NGINX, background, size),
+            "direct": partial(ttft, API, background, size),
+        })  # fmt: skip
+        default, top, seconds = DEPLOYMENTS[DEFAULT], size["hold"][-1], size["hold_seconds"]
+        phase(results, ("hold",), [*default.services, *one], {
+            **{f"valkey_nginx_{n}": partial(held_memory, default, default.base, n, seconds) for n in size["hold"]},
+            f"memory_nginx_{top}": partial(held_memory, ONE_PROCESS, NGINX, top, seconds),
+            f"memory_direct_{top}": partial(held_memory, ONE_PROCESS, API, top, seconds),
+        })  # fmt: skip
+        phase(results, ("throughput",), one, {
+            "nginx": partial(throughput, NGINX, size, ONE_PROCESS.api, ONE_PROCESS.proxy),
+            "direct": partial(throughput, API, size, ONE_PROCESS.api),
+        })  # fmt: skip
+        # The alternative server, a phase of its own: should it not start,
+        # the rest is measured all the same.
+        phase(results, ("granian",), ["api-granian"], {"direct": partial(throughput, GRANIAN, size, "api-granian")})
+        phase(results, ("churn",), one, {"nginx": partial(churn, size)})
+    for name, d in DEPLOYMENTS.items():
+        phase(results, ("stores", name), d.services, {
+            "throughput": partial(store_throughput, d, size),
+            "ttft_idle": partial(ttft, d.base, 0, size),
+            "ttft": partial(ttft, d.base, size["background"], size),
+            "hold": partial(held_memory, d, d.base, size["hold"][0], size["hold_seconds"]),
+        })  # fmt: skip
 
 
-def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(measure, figure, goal, verdict) rows."""
-    rows = []
-
-    def row(measure: str, value: float | None, goal: float, unit: str, lower_is_better: bool = True) -> None:
-        if value is None:
-            rows.append((measure, "-", f"{goal:g} {unit}", "not measured"))
-            return
-        met = value <= goal if lower_is_better else value >= goal
-        gap = f"short by {abs(value - goal):.3g} {unit}" if not met else "met"
-        rows.append((measure, f"{value:.3g} {unit}", f"{'<=' if lower_is_better else '>='} {goal:g} {unit}", gap))
-
-    for name, latency in r["latency"].items():
-        row(f"proxy adds p50, {name.replace('_', ' ')}", latency["added_ms"]["p50"], GOALS["proxy_added_p50_ms"], "ms")
-        row(f"proxy adds p99, {name.replace('_', ' ')}", latency["added_ms"]["p99"], GOALS["proxy_added_p99_ms"], "ms")
-    for name, ttft in r["ttft"].items():
-        row(f"TTFT p99, {ttft['background_open']} open, {name}", ttft["ttft_ms"]["p99"], GOALS["ttft_p99_ms"], "ms")
-    for name, held in r["hold"].items():
-        if held["requested"] < GOALS["streams_held"]:
-            rows.append((
-                f"streams held with every event, {name}",
-                f"{held['all_events_delivered']} of {held['requested']}",
-                f">= {GOALS['streams_held']} streams",
-                "a step of the ramp" if r["mode"] == "full" else f"quick; MODE=full goes to {GOALS['streams_held']}",
-            ))  # fmt: skip
-        else:
-            row(f"streams held with every event, {name}", held["all_events_delivered"], GOALS["streams_held"],
-                "streams", lower_is_better=False)  # fmt: skip
-        per = held["kb_per_stream"]
-        total = per["api"] + per["kernel"] + (per["nginx"] if name.startswith("nginx") else 0)
-        row(f"memory per stream, total, {name}", total, GOALS["kb_per_stream_total"], "KB")
-        if name.startswith("nginx"):
-            row(f"memory per stream, nginx, {name}", per["nginx"], GOALS["kb_per_stream_nginx"], "KB")
-    for name, t in r["throughput"].items():
-        row(f"events/s end to end, {name}", t["events_per_second"], GOALS["events_per_second"], "events/s",
-            lower_is_better=False)  # fmt: skip
-    c = r["churn"]
-    leak = "none" if c["active_streams"] == 0 and c["running_generations"] == 0 else "streams left open"
-    rows.append((
-        f"leaks after {c['cycles']} abrupt disconnects",
-        f"{c['active_streams']:g} streams, {c['running_generations']:g} generations open; "
-        f"API {c['baseline']['api_mib']:.0f} -> {c['after']['api_mib']:.0f} MiB",
-        "0 open, memory back to baseline", "met" if leak == "none" else leak,
-    ))  # fmt: skip
-    return rows
-
-
-def markdown(r: dict[str, Any]) -> str:
-    m = r["machine"]
-    lines = [
-        f"# Benchmark ({r['mode']} mode)",
-        "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, kernel {m['kernel']}, "
-        f"Docker {m['docker']} ({m['note']}).",
-        "",
-        "| measure | figure | goal | verdict |",
-        "|---|---|---|---|",
-    ]
-    if "latency" in r:
-        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in verdicts(r)]
-    lines += [
-        "",
-        "Deployments side by side, each through its own nginx (the rows above measure the first one):",
-        "",
-        "| deployment | events/s | TTFT p50 / p99, streams open | streams held, every event | memory per stream "
-        "(proxy + API + store + kernel) | store round trips per token | store connections while held |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, d in r["stores"].items():
-        kb = d["kb_per_stream"]
-        parts = " + ".join(f"{kb[key]:.1f}" for key in ("nginx", "api", "valkey", "kernel") if key in kb)
-        lines.append(
-            f"| {name} | {d['events_per_second']:,.0f} | {d['ttft_ms']['p50']:.1f} / {d['ttft_ms']['p99']:.1f} ms,"
-            f" {d['background_open']} | {d['held']} of {d['held_requested']} | {sum(kb.values()):.1f} KB ({parts}) |"
-            f" {d['round_trips_per_token']:.3f} | {d['store_clients'] if d['store_clients'] is not None else '-'} |"
-        )
-    cpu = [t["client_cpu_seconds"] for t in r.get("throughput", {}).values()]
-    lines += [
-        "",
-        f"Load client CPU during the throughput runs: {', '.join(f'{c:.1f}' for c in cpu)} core-seconds.",
-        "The proxy's added delay is the difference of two arrival times taken by one client process; figures",
-        "below about 0.1 ms (or negative) are within that client's timing noise.",
-        "Memory per stream: container memory (docker stats) while the streams are held, minus before, after a",
-        "restart of nginx and the API; kernel: TCP buffer memory (/proc/net/sockstat), near zero for idle streams.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def plots(r: dict[str, Any], folder: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4))
-    everything = sorted(ms for latency in r["latency"].values() for ms in latency["samples_ms"])
-    # The central 99 %: a few samples far out are the client's own scheduling noise.
-    span = (everything[len(everything) // 200], everything[-len(everything) // 200 - 1]) if everything else None
-    for name, latency in r["latency"].items():
-        if latency["samples_ms"]:
-            axis.hist(latency["samples_ms"], bins=60, range=span, density=True, alpha=0.6,
-                      label=name.replace("_", " "))  # fmt: skip
-    axis.set(title="Delay added by nginx, per event (central 99 %)", xlabel="ms (through nginx - direct)",
-             ylabel="share of events (density)")  # fmt: skip
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(folder / "latency.png", dpi=120)
-
-    figure, axis = plt.subplots(figsize=(7, 4))
-    held = {name: h for name, h in r["hold"].items() if name.startswith("nginx")}
-    counts = [h["open"] for h in held.values()]
-    for key in ("nginx", "api", "kernel"):
-        axis.plot([0, *counts], [0, *[h["memory_mib_held"].get(key, 0) - h["memory_mib_before"][key]
-                                      for h in held.values()]], marker="o", label=key)  # fmt: skip
-    axis.set(title="Memory growth with open streams (through nginx)", xlabel="open streams", ylabel="MiB")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(folder / "memory.png", dpi=120)
+def write(results: dict[str, Any], folder: Path) -> None:
+    """results.json first, then report.md and the plots: whatever went wrong."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=2))
+    try:
+        report = markdown(results)
+    except Exception:
+        error = traceback.format_exc()
+        report = f"# Benchmark\n\nNo report (results.json holds the figures):\n\n```\n{error}```\n"
+    (folder / "report.md").write_text(report)
+    try:
+        plots(results, folder)
+    except Exception as exc:
+        print(f"no plots: {exc}", flush=True)
+    print(report)
+    print(f"written to {folder.relative_to(ROOT)}/ in {results['seconds']} s")
 
 
 def main() -> None:
@@ -405,30 +409,22 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.monotonic()
-    print("building and starting the stack ...", flush=True)
-    # nginx's HTTPS port needs a certificate; the run makes its own (kept
-    # with --keep, since the running proxy mounts it).
-    ENV["TLS_CERT_DIR"] = tempfile.mkdtemp(prefix="chat-stream-bench-tls-")
-    subprocess.run(["scripts/dev-certificate.sh", ENV["TLS_CERT_DIR"]], cwd=ROOT, check=True, capture_output=True)
-    compose("up", "--detach", "--build", "--wait")
-    compose("--profile", "bench", "build", "loadgen")
-    TOKEN.append(compose("exec", "-T", "api", "python", "-m", "app.tokens", "--subject", "bench", "--ttl", "14400")
-                 .stdout.strip())  # fmt: skip
-    try:
-        results = run(args.mode, args.only_stores)
-    finally:
-        if not args.keep:
-            compose("down", "--remove-orphans", check=False)
-    results["seconds"] = round(time.monotonic() - started)
     folder = ROOT / "bench" / "results" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps(results, indent=2))
-    report = markdown(results)
-    (folder / "report.md").write_text(report)
-    if "latency" in results:
-        plots(results, folder)
-    print(report)
-    print(f"written to {folder.relative_to(ROOT)}/ in {results['seconds']} s")
+    results: dict[str, Any] = {"mode": args.mode, "machine": machine(), "goals": GOALS,
+                               "default_deployment": DEFAULT, "phases": {}}  # fmt: skip
+    try:
+        if start_stack(results):
+            run(results, SIZES[args.mode], args.only_stores)
+    except KeyboardInterrupt:
+        results["interrupted"] = True
+    finally:
+        results["seconds"] = round(time.monotonic() - started)
+        write(results, folder)
+        if not args.keep:
+            with contextlib.suppress(KeyboardInterrupt):
+                compose("down", "--remove-orphans", check=False)
+    if results.get("interrupted") or failures(results):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
