@@ -11,9 +11,12 @@ prove, at the cost of one small task beside the request's own:
 - heartbeats, the send timeout and the last event on shutdown come from the
   process's one timer (:mod:`app.open_streams`), which wakes or cancels the
   stream's task;
-- the disconnect is still watched, by a task that waits on ``receive()``:
-  uvicorn does not raise when the app sends to a closed connection, so a
-  stream would otherwise write into the void until its reply ended.
+- the disconnect is still watched: uvicorn does not raise when the app
+  sends to a closed connection, so a stream would otherwise write into the
+  void until its reply ended. Under uvicorn the timer reads the flag uvicorn
+  keeps on the request (``disconnected``, set when the connection is lost,
+  on the object whose bound method ``receive`` is); under another server, or
+  if that flag is gone, a task per stream waits on ``receive()`` instead.
 
 Deliberate choices (do not "fix" them):
 
@@ -67,7 +70,12 @@ class EventStreamResponse(Response):
             send = _split_inside_characters(send)
         stream = self._stream
         stream.task = asyncio.current_task()
-        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, stream))
+        watcher: asyncio.Task[None] | None = None
+        peer = getattr(receive, "__self__", None)
+        if isinstance(getattr(peer, "disconnected", None), bool):
+            stream.peer = peer
+        else:
+            watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, stream))
         try:
             with stream:
                 await self._write(send)
@@ -88,7 +96,8 @@ class EventStreamResponse(Response):
                     request_id,
                 )
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
     async def _write(self, send: Send) -> None:
         stream = self._stream
