@@ -143,6 +143,10 @@ bench: venv ## Benchmark the stack: MODE=quick (about 5 minutes) or MODE=full [A
 	$(PYTHON) -m pip install --quiet --requirement bench/requirements-host.txt
 	$(PYTHON) -m bench.run --mode $(MODE) $(ARGS)
 
+.PHONY: bench-memory
+bench-memory: venv ## Where one API process's memory per held stream goes (tracemalloc; no Docker) [STREAMS=2000]
+	$(PYTHON) -m bench.stream_memory --streams $(or $(STREAMS),2000)
+
 # The probe has an environment of its own with a handful of packages (not the
 # test toolchain), and prints only its report: no command echo, and the
 # token travels in the environment, never on a command line.

@@ -49,8 +49,6 @@ STREAM_HEADERS = {
 
 
 class EventStreamResponse(Response):
-    media_type = "text/event-stream"
-
     def __init__(
         self,
         events: AsyncGenerator[ChatEvent | None, None],
@@ -60,6 +58,9 @@ class EventStreamResponse(Response):
     ) -> None:
         self.status_code = 200
         self.background = None
+        # On the instance, not the class: FastAPI documents a route's other
+        # responses (the JSON errors) with its response class's media type.
+        self.media_type = "text/event-stream"
         self.init_headers(STREAM_HEADERS)
         self._events = events
         self._stream = stream

@@ -67,6 +67,10 @@ def test_openapi_declares_the_stream_as_event_stream(client: TestClient) -> None
     assert [shape["properties"]["event"]["const"] for shape in schema["oneOf"]] == ["start", "token", "end", "error"]
     # The statuses the proxy adds (413, 429) are documented with the API's own.
     assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "413", "415", "422", "429", "503"}
+    # Every error is JSON, whatever the stream's media type.
+    for status, response in operation["responses"].items():
+        if status != "200":
+            assert list(response["content"]) == ["application/json"], status
 
 
 def test_openapi_declares_the_bearer_scheme(client: TestClient) -> None:
