@@ -120,7 +120,15 @@ def wait_healthy(services: Iterable[str]) -> float:
     compose("up", "--detach", "--wait", *services, timeout=HEALTH_TIMEOUT)
     apis = [service for service in services if service in API_SERVICES]
     for container in containers(*apis) if apis else []:
-        api_get(container, "/readyz")
+        # 503 while at capacity or restarting: wait, as for health.
+        while True:
+            try:
+                api_get(container, "/readyz")
+                break
+            except Exception:
+                if time.monotonic() - started > HEALTH_TIMEOUT:
+                    raise
+                time.sleep(1)
     return round(time.monotonic() - started, 1)
 
 

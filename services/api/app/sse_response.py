@@ -6,7 +6,8 @@ group of four tasks (the writer, a heartbeat loop, a shutdown listener and a
 disconnect listener) and wraps each send in a cancel scope for its timeout.
 Those tasks and their timers were most of the API's memory per held stream
 (README, "Performance"). This response keeps every behaviour the tests
-prove, at the cost of one small task beside the request's own:
+prove, in the request's own task (and, under a server other than uvicorn,
+one small task beside it):
 
 - heartbeats, the send timeout and the last event on shutdown come from the
   process's one timer (:mod:`app.open_streams`), which wakes or cancels the
@@ -86,8 +87,9 @@ class EventStreamResponse(Response):
             # Cancelled by the process's timer (app.open_streams): the
             # connection is dropped (uvicorn closes it when this returns),
             # and the client can resume with Last-Event-ID.
-            if (task := asyncio.current_task()) is not None:
-                task.uncancel()
+            task = asyncio.current_task()
+            if task is not None and task.uncancel() > 0:
+                raise  # someone else cancelled it too: that cancellation stands
             if stream.cancelled_for == "send_timeout":
                 # A client that stopped reading: dropped so it cannot pin memory.
                 request_id = scope.get("state", {}).get("request_id")
@@ -117,6 +119,7 @@ class EventStreamResponse(Response):
                 )
                 stream.sent()
         if not stream.disconnected:
+            stream.sending()  # the last send can wait for a full buffer too
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

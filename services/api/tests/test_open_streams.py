@@ -1,6 +1,6 @@
 """The process's one timer (app.open_streams) and the SSE response it serves
-(app.sse_response): heartbeats, a client's departure, shutdown, and that a
-stream costs its request's task and one small one, nothing that outlives it."""
+(app.sse_response): heartbeats, a client's departure, send timeouts,
+shutdown, and that under uvicorn a stream costs its request's task alone."""
 
 import asyncio
 import time
@@ -96,6 +96,8 @@ def test_a_client_that_leaves_ends_the_response_at_once_and_frees_the_reply() ->
 
 
 def test_shutdown_ends_every_stream_with_a_retry_event(begin_shutdown: Callable[[], None]) -> None:
+    clients_bodies: list[list[bytes]] = []
+
     async def run() -> tuple[list[list[str]], float]:
         streams = OpenStreams(heartbeat=0, send_timeout=0, shutdown_send=5)
         clients = [Client() for _ in range(3)]
@@ -104,11 +106,14 @@ def test_shutdown_ends_every_stream_with_a_retry_event(begin_shutdown: Callable[
         begun = time.perf_counter()
         begin_shutdown()
         await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        clients_bodies.append(clients[0].bodies)
         return [c.events() for c in clients], time.perf_counter() - begun
 
     events, took = asyncio.run(run())
     for names in events:
         assert names[0] == "start" and names[-1] == "error", names
+    last = b"".join(clients_bodies[0]).decode().rstrip("\n").rsplit("\n\n", 1)[-1]
+    assert '"code":"server_shutdown"' in last and last.endswith("retry: 700"), last
     assert took < 2 * TICK_SECONDS + 0.5  # at the next tick, not at the end of the replies (10 s)
 
 
@@ -195,3 +200,41 @@ def test_under_uvicorn_the_timer_reads_its_disconnected_flag_instead_of_a_task()
     took, tasks = asyncio.run(run())
     assert tasks == 1  # the response itself, and no watcher task
     assert took < 2 * TICK_SECONDS + 0.5  # at the next tick
+
+
+def test_a_client_that_stops_reading_at_the_last_send_is_dropped_too() -> None:
+    class StopsAtTheEnd(Client):
+        async def send(self, message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.reading = False  # the buffer is full when the response would end
+            await super().send(message)
+
+    async def run() -> float:
+        streams = OpenStreams(heartbeat=0, send_timeout=0.5, shutdown_send=5)
+        client = StopsAtTheEnd()
+        task, _ = await respond(streams, ScriptedSource(["a", "b"]), client)
+        started = time.perf_counter()
+        await asyncio.wait_for(task, 5)
+        return time.perf_counter() - started
+
+    assert asyncio.run(run()) < 0.5 + 2 * TICK_SECONDS + 0.5
+
+
+def test_a_cancellation_from_outside_is_not_taken_for_the_timers() -> None:
+    async def run() -> bool:
+        streams = OpenStreams(heartbeat=0, send_timeout=0.5, shutdown_send=5)
+        client = Client()
+        task, _ = await respond(streams, ScriptedSource(["a"] * 1000, delay=0.01), client)
+        await asyncio.sleep(0.1)
+        client.reading = False
+        await asyncio.sleep(0.1)
+        (stream,) = streams._open
+        streams._cancel(stream, "send_timeout")  # the timer cuts the stream...
+        task.cancel()  # ...and, in the same instant, the server cancels the request
+        try:
+            await asyncio.wait_for(task, 5)
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(run())
