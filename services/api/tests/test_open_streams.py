@@ -56,6 +56,15 @@ async def respond(
     return task, replies
 
 
+async def a_reader_that_stops(streams: OpenStreams) -> asyncio.Task[None]:
+    """A stream of a long, fast reply whose client stops reading after 0.2 s."""
+    client = Client()
+    task, _ = await respond(streams, ScriptedSource(["a"] * 1000, delay=0.01), client)
+    await asyncio.sleep(0.2)
+    client.reading = False
+    return task
+
+
 def test_a_silent_reply_gets_heartbeats_and_a_busy_one_none() -> None:
     async def run() -> tuple[list[str], list[str]]:
         streams = OpenStreams(heartbeat=1.0, send_timeout=0, shutdown_send=5)
@@ -119,11 +128,7 @@ def test_shutdown_ends_every_stream_with_a_retry_event(begin_shutdown: Callable[
 
 def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout() -> None:
     async def run() -> float:
-        streams = OpenStreams(heartbeat=0, send_timeout=1.0, shutdown_send=5)
-        client = Client()
-        task, _ = await respond(streams, ScriptedSource(["a"] * 1000, delay=0.01), client)
-        await asyncio.sleep(0.2)
-        client.reading = False
+        task = await a_reader_that_stops(OpenStreams(heartbeat=0, send_timeout=1.0, shutdown_send=5))
         stopped = time.perf_counter()
         await asyncio.wait_for(task, 5)  # returns: the task's cancellation was taken back
         return time.perf_counter() - stopped
@@ -136,11 +141,7 @@ def test_at_shutdown_a_stream_that_cannot_send_its_last_event_is_cut_after_the_g
     begin_shutdown: Callable[[], None],
 ) -> None:
     async def run() -> float:
-        streams = OpenStreams(heartbeat=0, send_timeout=0, shutdown_send=1.0)
-        client = Client()
-        task, _ = await respond(streams, ScriptedSource(["a"] * 1000, delay=0.01), client)
-        await asyncio.sleep(0.2)
-        client.reading = False
+        task = await a_reader_that_stops(OpenStreams(heartbeat=0, send_timeout=0, shutdown_send=1.0))
         begun = time.perf_counter()
         begin_shutdown()
         await asyncio.wait_for(task, 5)
@@ -223,11 +224,7 @@ def test_a_client_that_stops_reading_at_the_last_send_is_dropped_too() -> None:
 def test_a_cancellation_from_outside_is_not_taken_for_the_timers() -> None:
     async def run() -> bool:
         streams = OpenStreams(heartbeat=0, send_timeout=0.5, shutdown_send=5)
-        client = Client()
-        task, _ = await respond(streams, ScriptedSource(["a"] * 1000, delay=0.01), client)
-        await asyncio.sleep(0.1)
-        client.reading = False
-        await asyncio.sleep(0.1)
+        task = await a_reader_that_stops(streams)
         (stream,) = streams._open
         streams._cancel(stream, "send_timeout")  # the timer cuts the stream...
         task.cancel()  # ...and, in the same instant, the server cancels the request
