@@ -16,7 +16,9 @@ GOALS = {
     # Within one run: comparable between machines.
     "nginx_over_direct_events": 0.90,  # events/s through nginx / directly
     "ttft_open_over_idle": 2.0,  # TTFT p99 with streams open / on an idle stack
-    "events_per_api_cpu_second": 10_000,  # set from measurement
+    # Measured 15,500-19,100 on two full runs (README, "Performance"): a fifth
+    # below the lowest, so a real regression shows and run-to-run noise does not.
+    "events_per_api_cpu_second": 12_000,
     "kb_per_stream_total": 30.0,  # nginx + API + store + kernel
     "kb_per_stream_nginx": 10.0,
     "streams_held": 10_000,
