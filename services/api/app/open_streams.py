@@ -14,9 +14,6 @@ three for every stream at once:
   woken with ``heartbeat_due`` set, and writes a comment line;
 - send timeouts: a stream whose send has waited ``send_timeout`` seconds is
   cancelled (its response drops the connection: app.sse_response);
-- disconnects, under uvicorn: a stream whose connection uvicorn has marked
-  closed is woken to end (elsewhere a task per stream waits on ``receive()``
-  for that: app.sse_response);
 - shutdown: from the moment the server begins to stop
   (:func:`app.shutdown.shutting_down`), every stream is woken to send its
   last event; one still open ``shutdown_send`` seconds later is cancelled.
@@ -48,7 +45,6 @@ class OpenStream:
         "disconnected",
         "heartbeat_due",
         "last_sent",
-        "peer",
         "sending_since",
         "sse",
         "task",
@@ -66,10 +62,7 @@ class OpenStream:
         self.last_sent = streams.now
         self.sending_since: float | None = None
         self.heartbeat_due = False
-        self.disconnected = False  # the client left
-        # uvicorn's request cycle, whose ``disconnected`` the tick reads
-        # (app.sse_response); None where a task watches instead.
-        self.peer: object | None = None
+        self.disconnected = False  # the client left (set by the response)
         self.cancelled_for: str | None = None  # "send_timeout" or "shutdown"
 
     # ---- the signal ---------------------------------------------------------
@@ -171,9 +164,6 @@ class OpenStreams:
             return
         heartbeat, send_timeout = self.heartbeat, self.send_timeout
         for stream in self._open:
-            if stream.peer is not None and not stream.disconnected and getattr(stream.peer, "disconnected", False):
-                stream.disconnected = True
-                stream.set()
             since = stream.sending_since
             if since is not None:
                 # ``since`` is up to a tick old: a tick more, never early.

@@ -1,6 +1,6 @@
 """The process's one timer (app.open_streams) and the SSE response it serves
-(app.sse_response): heartbeats, a client's departure, send timeouts,
-shutdown, and that under uvicorn a stream costs its request's task alone."""
+(app.sse_response): heartbeats, a client's departure, send timeouts and
+shutdown, each served without a task of the stream's own."""
 
 import asyncio
 import time
@@ -161,46 +161,6 @@ def test_the_timer_runs_only_while_a_stream_is_open() -> None:
         return idle, running, streams._timer is None
 
     assert asyncio.run(run()) == (True, True, True)
-
-
-class UvicornLikeCycle:
-    """What uvicorn's request cycle offers: ``receive`` bound to an object
-    with a ``disconnected`` flag, which uvicorn sets when the connection is lost."""
-
-    def __init__(self) -> None:
-        self.disconnected = False
-        self._never = asyncio.Event()
-
-    async def receive(self) -> Message:
-        await self._never.wait()  # uvicorn's would return at the disconnect; the tick must not need it
-        return {"type": "http.disconnect"}
-
-
-def test_under_uvicorn_the_timer_reads_its_disconnected_flag_instead_of_a_task() -> None:
-    source = ScriptedSource(["a"] * 1000, delay=0.05)
-
-    async def run() -> tuple[float, int]:
-        streams = OpenStreams(heartbeat=0, send_timeout=0, shutdown_send=5)
-        replies = MemoryReplyStore(limits(resume_grace=0), conversation_ttl=60)
-        reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
-        stream = streams.stream(sse=True)
-        request = StreamRequest(transport="sse", arrived_at=time.perf_counter())
-        events = reply_events(replies, reply, request, stream=stream, from_index=0, retry_ms=0, shutdown_retry_ms=0)
-        cycle, client = UvicornLikeCycle(), Client()
-        tasks_before = len(asyncio.all_tasks())
-        response = asyncio.get_running_loop().create_task(
-            EventStreamResponse(events, stream)({"type": "http"}, cycle.receive, client.send)  # type: ignore[arg-type]
-        )
-        await asyncio.sleep(0.2)
-        tasks_during = len(asyncio.all_tasks()) - tasks_before  # the generation was counted before
-        cycle.disconnected = True
-        left = time.perf_counter()
-        await asyncio.wait_for(response, 5)
-        return time.perf_counter() - left, tasks_during
-
-    took, tasks = asyncio.run(run())
-    assert tasks == 1  # the response itself, and no watcher task
-    assert took < 2 * TICK_SECONDS + 0.5  # at the next tick
 
 
 def test_a_client_that_stops_reading_at_the_last_send_is_dropped_too() -> None:
