@@ -5,10 +5,10 @@ for a while, a limit on how long one send may wait (a client that stopped
 reading must not pin memory), and a last event when the server begins to
 stop. sse-starlette gave each stream a task for each of those (and one for
 the disconnect), each with its own timer: an API process held 64 KiB a
-stream with them, 37 KiB without (`make bench-memory`, 2,000 streams; README,
-"Performance"). Here one timer a
-process, a tick every half second (or less), walks the open streams and does all
-three for every stream at once:
+stream with them, 37 KiB without (`make bench-memory`, 2,000 streams;
+README, "Performance"). Here one timer a process, a tick every half second
+(or less), walks the open streams and does all three for every stream at
+once:
 
 - heartbeats: a stream that has sent nothing for ``heartbeat`` seconds is
   woken with ``heartbeat_due`` set, and writes a comment line;
@@ -93,7 +93,7 @@ class OpenStream:
         return self
 
     def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self._streams._open.discard(self)
+        self._streams._remove(self)
 
     # ---- what the response records --------------------------------------------
 
@@ -145,6 +145,9 @@ class OpenStreams:
             self._timer = loop.call_at(self.now + self.tick, self._tick)
         stream.last_sent = self.now
         self._open.add(stream)
+
+    def _remove(self, stream: OpenStream) -> None:
+        self._open.discard(stream)
 
     def _tick(self) -> None:
         assert self._loop is not None
