@@ -128,9 +128,12 @@ kube-check: venv ## Render every Kubernetes overlay and check it (schemas, polic
 	$(PYTHON) -m pytest tests/unit/test_kubernetes_manifests.py
 
 .PHONY: test-integration
-# The Swarm test runs once the compose stack is gone: leaving the swarm it
-# started drops the DNS names of the engine's running containers.
+# The images are built first, outside pytest's per-test timeout (a first
+# build compiles the model server). The Swarm test runs once the compose
+# stack is gone: leaving the swarm it started drops the DNS names of the
+# engine's running containers.
 test-integration: venv ## Integration tests against the real stack (Docker Compose), then on Docker Swarm
+	$(PYTHON) -m tests.integration.images
 	$(PYTHON) -m pytest tests/integration --ignore=tests/integration/test_swarm.py
 	$(PYTHON) -m pytest tests/integration/test_swarm.py
 

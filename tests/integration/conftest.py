@@ -18,7 +18,8 @@ from app.tokens import mint
 from pydantic import SecretStr
 from testcontainers.compose import DockerCompose
 
-from tests.integration.stack import COMPOSE_FILES, PROFILES, ROOT, Stack
+from tests.integration.images import COMPOSE_FILES, PROFILES, ROOT
+from tests.integration.stack import Stack
 
 
 @pytest.fixture(scope="session")

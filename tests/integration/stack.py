@@ -12,12 +12,9 @@ from app.config import Settings
 from testcontainers.compose import DockerCompose
 from websockets.typing import Subprotocol
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILES = ["compose.yaml", "tests/integration/compose.test.yaml"]
-# Prometheus and the exporters come up with the stack (test_observability.py),
-# and so does the real model server with its APIs and proxies (test_model.py);
-# Grafana does not (no Debian package: CI cannot always run it).
-PROFILES = ["observe", "model"]
+from tests.integration.images import COMPOSE_FILES
+from tests.integration.images import ROOT as ROOT  # re-exported: the tests find files from it
+
 STREAM_PATH = "/api/chat/message/stream"
 WEBSOCKET_PATH = "/api/chat/message/ws"
 

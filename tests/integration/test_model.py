@@ -10,7 +10,7 @@ upstream request was closed (Stop, or the client leaving), after the rest of
 that reply when it was not (the negative control, whose API leaves the
 upstream request running).
 
-The test stack brings the `model` profile up (stack.PROFILES), with a random
+The test stack brings the `model` profile up (images.PROFILES), with a random
 MODEL_API_KEY (conftest.py).
 """
 
