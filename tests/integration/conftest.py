@@ -45,6 +45,11 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             # pytest caches this failure for the session: the stack is not
             # rebuilt for every test that asks for it.
             pytest.fail(f"the stack did not start:\n{exc.stderr.decode(errors='replace')}\n{logs}")
+        except BaseException:
+            # Interrupted (the test timeout, Ctrl-C) while containers were
+            # starting: take down what did start, or it outlives the run.
+            compose.stop()
+            raise
         try:
             token = mint(Settings(auth_secret=SecretStr(secret), reply_store="memory"), "tester", ttl=3 * 3600)
             yield Stack(compose, secret, token, tls / "tls.crt", valkey_password)
