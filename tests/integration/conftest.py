@@ -18,6 +18,7 @@ from app.tokens import mint
 from pydantic import SecretStr
 from testcontainers.compose import DockerCompose
 
+from tests.integration.figures import figures, pytest_terminal_summary  # noqa: F401  (found by pytest here)
 from tests.integration.images import COMPOSE_FILES, PROFILES, ROOT
 from tests.integration.stack import Stack
 

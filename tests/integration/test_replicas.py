@@ -18,6 +18,7 @@ from app.twin import reply_tokens
 
 from streamcheck import resuming
 from streamcheck.resuming import Followed
+from tests.integration.figures import Figures
 from tests.integration.stack import PRODUCER_LEASE_SECONDS, Stack
 
 TOKENS, DELAY_MS = 100, 50  # each reply: 100 tokens, 50 ms apart (5 s)
@@ -95,13 +96,13 @@ def test_nginx_follows_a_scale_up_and_down_without_a_restart(stack: Stack) -> No
 
 
 @pytest.mark.usefixtures("every_replica_running")
-def test_a_rolling_restart_loses_no_token_and_resumes_on_another_process(stack: Stack) -> None:
+def test_a_rolling_restart_loses_no_token_and_resumes_on_another_process(stack: Stack, figures: Figures) -> None:
     started = time.perf_counter()
     results = rolling_restart(stack, stack.url(), "api")
     took = time.perf_counter() - started
 
     counted = resuming.tally(results, TOKENS)
-    print(f"\nrolling restart of {len(stack.containers())} replicas in {took:.1f} s, {counted}")
+    figures(f"rolling restart of {len(stack.containers())} replicas in {took:.1f} s, {counted}")
     assert not counted.failed, counted.failed[:5]
     assert all(r.text == EXPECTED for r in results)
     assert (counted.lost, counted.repeated) == (0, 0)
@@ -109,18 +110,18 @@ def test_a_rolling_restart_loses_no_token_and_resumes_on_another_process(stack: 
     assert counted.elsewhere >= len(stack.containers()), counted
 
 
-def test_negative_control_with_replies_in_memory_the_same_restart_loses_replies(stack: Stack) -> None:
+def test_negative_control_with_replies_in_memory_the_same_restart_loses_replies(stack: Stack, figures: Figures) -> None:
     url = stack.url("proxy-memory")
     results = rolling_restart(stack, url, "api-memory")
     failed = [r for r in results if r.closing_code != "end"]
     lost = sum(TOKENS - len(r.tokens) for r in results)
-    print(f"\nmemory store, same restart: {len(failed)} of {len(results)} replies failed, {lost} tokens lost")
+    figures(f"memory store, same restart: {len(failed)} of {len(results)} replies failed, {lost} tokens lost")
     assert failed and lost > 0
     assert {r.closing_code for r in failed} == {"resume_unavailable"}
 
 
 @pytest.mark.usefixtures("every_replica_running")
-def test_followers_of_a_killed_replica_get_reply_interrupted_within_the_lease(stack: Stack) -> None:
+def test_followers_of_a_killed_replica_get_reply_interrupted_within_the_lease(stack: Stack, figures: Figures) -> None:
     first = requests.post(stack.url(), json=PACED, headers=stack.auth, stream=True, timeout=10)
     producer = first.headers["X-Served-By"]
     lines = first.iter_lines()
@@ -143,7 +144,7 @@ def test_followers_of_a_killed_replica_get_reply_interrupted_within_the_lease(st
     events = [line for line in follower.iter_lines() if line.startswith((b"event:", b"data:"))]
     told = time.perf_counter() - killed
     first.close()
-    print(f"\nproducer killed: its follower on another replica was told after {told:.2f} s (lease {LEASE} s)")
+    figures(f"producer killed: its follower on another replica was told after {told:.2f} s (lease {LEASE} s)")
     assert events[-2:] == [
         b"event: error",
         b'data: {"code":"reply_interrupted","message":"The server generating the reply stopped.'
@@ -153,14 +154,14 @@ def test_followers_of_a_killed_replica_get_reply_interrupted_within_the_lease(st
 
 
 @pytest.mark.usefixtures("every_replica_running")
-def test_a_valkey_outage_ends_streams_with_an_error_refuses_new_ones_then_heals(stack: Stack) -> None:
+def test_a_valkey_outage_ends_streams_with_an_error_refuses_new_ones_then_heals(stack: Stack, figures: Figures) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         in_flight = pool.submit(resuming.follow, stack.url(), PACED, headers=stack.auth, max_connections=1)
         time.sleep(1.0)
         stack.compose_run("stop", "valkey")
         stopped = time.perf_counter()
         cut = in_flight.result()
-    print(f"\nValkey stopped: the stream in flight ended after {time.perf_counter() - stopped:.2f} s")
+    figures(f"Valkey stopped: the stream in flight ended after {time.perf_counter() - stopped:.2f} s")
     assert cut.closing_code == "store_unavailable"
     refused = requests.post(stack.url(), json={"message": "hello?"}, headers=stack.auth, timeout=10)
     assert (refused.status_code, refused.json()) == (
@@ -174,7 +175,7 @@ def test_a_valkey_outage_ends_streams_with_an_error_refuses_new_ones_then_heals(
     while (back := resuming.follow(stack.url(), PACED, headers=stack.auth, max_connections=1)).closing_code != "end":
         assert time.perf_counter() - healed < 15, back.statuses
         attempts += 1
-    print(f"Valkey healthy again: the first new message after it streamed on attempt {attempts}, no API restart")
+    figures(f"Valkey healthy again: the first new message after it streamed on attempt {attempts}, no API restart")
     assert back.text == EXPECTED
 
 

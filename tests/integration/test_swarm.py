@@ -36,6 +36,7 @@ from pydantic import SecretStr
 
 from streamcheck import resuming
 from streamcheck.resuming import Followed
+from tests.integration.figures import Figures
 from tests.integration.host import free_port, run
 from tests.integration.stack import ROOT, STREAM_PATH
 
@@ -140,7 +141,7 @@ def tasks(name: str) -> set[str]:
     return set(out.split())
 
 
-def test_a_rolling_update_loses_no_token(swarm: Swarm) -> None:
+def test_a_rolling_update_loses_no_token(swarm: Swarm, figures: Figures) -> None:
     before = tasks(swarm.name)
     payload = {"message": "hi"}
     futures: list[Future[Followed]] = []
@@ -170,7 +171,7 @@ def test_a_rolling_update_loses_no_token(swarm: Swarm) -> None:
 
     after = tasks(swarm.name)
     counted = resuming.tally(results, TOKENS)
-    print(f"\nswarm rolling update of {len(before)} tasks in {took:.1f} s, {counted}")
+    figures(f"swarm rolling update of {len(before)} tasks in {took:.1f} s, {counted}")
     assert not before & after, "the update replaced no task"
     assert not counted.failed, counted.failed[:5]
     assert all(r.text == EXPECTED for r in results)

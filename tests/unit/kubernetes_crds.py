@@ -2,15 +2,19 @@
 kubernetes-validate does not ship (it has the built-in kinds only, and raises
 SchemaNotFoundError for any other).
 
-Each is a strict subset of the real CRD: the fields this project uses, typed
-and with ``additionalProperties: false``, so a misspelt or misplaced field
-fails as it would against the CRD. Field names and types are taken from the
-Gateway API reference (gateway.networking.k8s.io/v1) and Envoy Gateway's API
-reference (gateway.envoyproxy.io/v1alpha1, api/v1alpha1/*_types.go). A field
+Each is a strict subset of the real CRD at the oldest release the gateway-api
+overlay supports (its kustomization.yaml says why): the Gateway API's
+standard channel v1.2 (gateway.networking.k8s.io/v1) and Envoy Gateway v1.5
+(gateway.envoyproxy.io/v1alpha1). The fields this project uses, typed and
+with ``additionalProperties: false``, so a misspelt or misplaced field fails
+as it would against the CRD, and so does a field those releases lack (the
+BackendTrafficPolicy's streamIdleTimeout, Envoy Gateway v1.8). Field names
+and types are taken from the two API references at those versions. A field
 the CRD has and this project does not use yet fails too: add it here, from
-the reference, when a manifest starts using it.
+the reference of the oldest release supported, when a manifest starts using
+it, or raise the overlay's stated floor.
 Ref: https://gateway-api.sigs.k8s.io/reference/spec/
-Ref: https://gateway.envoyproxy.io/docs/api/extension_types/
+Ref: https://gateway.envoyproxy.io/v1.5/api/extension_types/
 """
 
 from typing import Any

@@ -96,6 +96,9 @@ def test_validation_rejects_an_unknown_field() -> None:
         pytest.param("HTTPRoute", ("spec", "rules", 0, "timeouts"), {"requests": "0s"}, id="httproute-misspelt"),
         pytest.param("HTTPRoute", ("spec", "rules", 0, "timeouts"), {"request": "forever"}, id="httproute-duration"),
         pytest.param("BackendTrafficPolicy", ("spec", "timeout", "http"), {"idleTimeout": "60s"}, id="btp-field"),
+        # Real, but from Envoy Gateway v1.8: above the overlay's stated floor (v1.5).
+        pytest.param("BackendTrafficPolicy", ("spec", "timeout", "http"), {"streamIdleTimeout": "45s"},
+                     id="btp-field-newer-than-the-floor"),
         pytest.param("ClientTrafficPolicy", ("spec", "timeout"), {"http": {"streamIdle": "45s"}}, id="ctp-field"),
         pytest.param("Gateway", ("spec",), {"listeners": []}, id="gateway-no-listener"),
     ],
