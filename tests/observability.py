@@ -17,9 +17,25 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "services" / "grafana" / "dashboards" / "chat-stream.json"
 ALERTS = ROOT / "services" / "prometheus" / "alerts.yml"
-# Grafana's range variable, as Prometheus sees it at our 5 s scrape interval
-# ($__rate_interval is at least four scrape intervals).
-RATE_INTERVAL = "1m"
+PROMETHEUS_CONFIG = ROOT / "services" / "prometheus" / "prometheus.yml"
+
+
+def seconds(duration: str) -> int:
+    """A one-unit Prometheus or Grafana duration ("5s", "1m") in seconds."""
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    if match is None:
+        raise ValueError(f"not a one-unit duration: {duration!r}")
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+SCRAPE_SECONDS = seconds(yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"])
+# Grafana's range variable as the dashboard's panels get it. $__rate_interval
+# is max($__interval + scrape interval, 4 x scrape interval), the scrape
+# interval being the data source's timeInterval (Prometheus's: a unit test
+# holds them equal). Over the default 15 minutes $__interval is its minimum,
+# that same interval, so the panels' windows are 4 scrape intervals (20 s).
+# Ref: https://grafana.com/docs/grafana/latest/datasources/prometheus/template-variables/#use-__rate_interval
+RATE_INTERVAL = f"{4 * SCRAPE_SECONDS}s"
 
 # Metrics from the exporters the dashboard reads, as they document them
 # (nginx-prometheus-exporter from stub_status; redis_exporter from INFO),

@@ -1,4 +1,5 @@
-"""No metrics endpoint is reachable through the proxy's public ports.
+"""No metrics endpoint is reachable through the proxy's public ports, and the
+services behind the proxy publish no port but the loopback ones listed below.
 
 The API's /metrics and nginx's stub_status are for Prometheus's exporters on
 the compose network (services/nginx/conf.d/status.conf). Through 8080 and
@@ -45,6 +46,36 @@ def test_the_internal_status_port_is_not_published(stack: Stack) -> None:
     # Published ports map to a list of host bindings; 8081 has none (or is absent).
     assert ports.get("8080/tcp"), ports  # the check can see a published port
     assert not ports.get("8081/tcp"), ports
+
+
+# The host ports each service behind the proxy may publish in the stack
+# under test, all on loopback: Prometheus's query port (compose.yaml, for
+# `make up OBSERVE=1`), and Valkey's, which compose.test.yaml adds for the
+# store's own tests (never compose.yaml). The rest publish nothing.
+PUBLISHED: dict[str, set[str]] = {
+    "api": set(),
+    "model": set(),
+    "valkey": {"6379/tcp"},
+    "prometheus": {"9090/tcp"},
+    "nginx-exporter": set(),
+    "redis-exporter": set(),
+}
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+@pytest.mark.parametrize(("service", "allowed"), list(PUBLISHED.items()), ids=list(PUBLISHED))
+def test_services_behind_the_proxy_publish_only_their_loopback_ports(
+    stack: Stack, service: str, allowed: set[str]
+) -> None:
+    containers = stack.containers(service)
+    assert containers, f"no {service} container is running"
+    for container in containers:
+        ports = json.loads(_inspect_ports(container))
+        # A port the image exposes but nothing publishes maps to null.
+        published = {port: bindings for port, bindings in ports.items() if bindings}
+        assert set(published) == allowed, f"{service}: {published}"
+        for port, bindings in published.items():
+            assert {binding["HostIp"] for binding in bindings} <= LOOPBACK, f"{service} {port}: {bindings}"
 
 
 def _inspect_ports(container: str) -> str:

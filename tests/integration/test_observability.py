@@ -2,9 +2,12 @@
 replica (found by DNS), nginx and Valkey through their exporters. After a few
 streams through the proxy (a plain one, a WebSocket one, a resumed one, a
 stopped one, a failed one), every expression of the Grafana dashboard returns
-data and every alert rule evaluates, on metrics that exist. The queries are
-read from the shipped files (tests/observability.py); the same names are
-checked without Docker in tests/unit/test_observability_queries.py.
+data, the panels those streams move read above 0, and every alert rule
+evaluates, on metrics that exist. The dashboard is read at the moment the
+streams are scraped, over the window its panels use (RATE_INTERVAL), so a
+panel that would stay flat in Grafana fails here. The queries are read from
+the shipped files (tests/observability.py); the same names are checked
+without Docker in tests/unit/test_observability_queries.py.
 """
 
 import json
@@ -21,12 +24,11 @@ from streamcheck.timing import Arrival
 from tests.integration.stack import Stack
 from tests.observability import alert_expressions, dashboard_expressions, metric_names
 
-SCRAPE_SECONDS = 5  # services/prometheus/prometheus.yml
 
-
-def query(stack: Stack, expression: str) -> list[dict[str, Any]]:
-    """An instant query; fails on anything but success."""
-    response = requests.get(stack.prometheus_url("/api/v1/query"), params={"query": expression}, timeout=10)
+def query(stack: Stack, expression: str, at: float | None = None) -> list[dict[str, Any]]:
+    """An instant query, now or ``at`` (Unix seconds); fails on anything but success."""
+    params = {"query": expression} if at is None else {"query": expression, "time": str(at)}
+    response = requests.get(stack.prometheus_url("/api/v1/query"), params=params, timeout=10)
     body = response.json()
     assert response.status_code == 200 and body["status"] == "success", f"{expression}: {body}"
     result: list[dict[str, Any]] = body["data"]["result"]
@@ -48,8 +50,10 @@ def finite(result: list[dict[str, Any]]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def traffic(stack: Stack) -> Iterator[None]:
-    """Every target scraped, then streams of every kind the dashboard shows."""
+def traffic(stack: Stack) -> Iterator[float]:
+    """Every target scraped, then streams of every kind the dashboard shows;
+    yields when Prometheus had scraped every API replica after them (Unix
+    seconds), the moment the dashboard is read at."""
     replicas = len(stack.containers("api"))
     wait_for(stack, f'count(up{{job="api"}} == 1) == {replicas}')
     wait_for(stack, 'up{job="nginx"} == 1 and on () nginx_up == 1')  # the exporter reads stub_status
@@ -89,31 +93,63 @@ def traffic(stack: Stack) -> Iterator[None]:
     failed = clients.with_requests(stack.url(), {"message": "/fail"}, headers=stack.auth)
     assert failed.closing_event == "error"
 
-    # Scraped: each kind of stream is in Prometheus, and a rate over 1 m sees it.
-    wait_for(stack, 'sum(chat_resumes_total{outcome="resumed"}) >= 1')
-    wait_for(stack, 'sum(chat_streams_ended_total{outcome="stopped"}) >= 1')
-    wait_for(stack, 'sum(chat_streams_ended_total{outcome="error", code="source_failed"}) >= 1')
-    wait_for(stack, 'sum(chat_time_to_first_token_seconds_count{transport="websocket"}) >= 1')
-    wait_for(stack, 'sum(chat_upstream_cancels_total{reason="stopped"}) >= 1')
-    time.sleep(2 * SCRAPE_SECONDS)
-    yield
+    # Until every replica was scraped after the last stream: the first moment
+    # every count above is in Prometheus. A stream is counted just after its
+    # last event reaches the client, hence the second of margin. The last
+    # stream of each kind ended a few seconds before, inside the window the
+    # panels rate over (RATE_INTERVAL, 4 scrapes).
+    done = time.time() + 1
+    api = 'timestamp(up{job="api"})'
+    (scraped,) = wait_for(stack, f"max({api}) and on () (min({api}) > {done})", timeout=30)
+    yield float(scraped["value"][1])
 
 
 @pytest.mark.parametrize(("panel", "expression"), dashboard_expressions())
-def test_every_dashboard_query_returns_data(stack: Stack, traffic: None, panel: str, expression: str) -> None:
-    result = query(stack, expression)
+def test_every_dashboard_query_returns_data(stack: Stack, traffic: float, panel: str, expression: str) -> None:
+    result = query(stack, expression, at=traffic)
     assert result, f"{panel}: no data for {expression}"
     assert finite(result), f"{panel}: only NaN for {expression}: {result}"
 
 
+# What the traffic moves, by panel: the series (by its labels; Prometheus
+# drops an empty one, such as code="") that must read above 0. Every counter
+# exists at 0 from a worker's start, so data alone proves nothing for these.
+MOVED = [
+    pytest.param("Stream outcomes", {"outcome": "end", "code": ""}, id="outcome-end"),
+    pytest.param("Stream outcomes", {"outcome": "stopped", "code": ""}, id="outcome-stopped"),
+    pytest.param("Stream outcomes", {"outcome": "error", "code": "source_failed"}, id="outcome-error"),
+    pytest.param("Resumes", {"outcome": "resumed"}, id="resumes"),
+    pytest.param("Upstream requests and cancels", {"source": "twin"}, id="upstream-requests"),
+    pytest.param("Upstream requests and cancels", {"reason": "stopped"}, id="upstream-cancels-stopped"),
+    pytest.param("Token events sent per second", {"transport": "sse"}, id="token-events-sse"),
+    pytest.param("Token events sent per second", {"transport": "websocket"}, id="token-events-websocket"),
+]
+
+
+@pytest.mark.parametrize(("panel", "labels"), MOVED)
+def test_the_panels_the_traffic_moves_read_above_zero(
+    stack: Stack, traffic: float, panel: str, labels: dict[str, str]
+) -> None:
+    expressions = [expression for title, expression in dashboard_expressions() if title == panel]
+    assert expressions, f"no panel {panel!r}"
+    values = [
+        float(series["value"][1])
+        for expression in expressions
+        for series in query(stack, expression, at=traffic)
+        if all(series["metric"].get(name, "") == value for name, value in labels.items())
+    ]
+    assert values, f"{panel}: no series {labels} in {expressions}"
+    assert sum(values) > 0, f"{panel}: {labels} reads {values}"
+
+
 @pytest.mark.parametrize(("alert", "expression"), alert_expressions())
-def test_every_alert_evaluates_on_metrics_that_exist(stack: Stack, traffic: None, alert: str, expression: str) -> None:
+def test_every_alert_evaluates_on_metrics_that_exist(stack: Stack, traffic: float, alert: str, expression: str) -> None:
     query(stack, expression)  # evaluates; empty while the alert does not fire
     for name in metric_names(expression):
         assert query(stack, f"group({name})"), f"{alert}: no series named {name}"
 
 
-def test_prometheus_evaluates_every_rule_without_error(stack: Stack, traffic: None) -> None:
+def test_prometheus_evaluates_every_rule_without_error(stack: Stack, traffic: float) -> None:
     response = requests.get(stack.prometheus_url("/api/v1/rules"), timeout=10)
     groups = response.json()["data"]["groups"]
     rules = {rule["name"]: rule for group in groups for rule in group["rules"]}
@@ -135,7 +171,7 @@ def test_promtool_passes_inside_the_prometheus_container(stack: Stack, command: 
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_prometheus_follows_a_scaled_api(stack: Stack, traffic: None) -> None:
+def test_prometheus_follows_a_scaled_api(stack: Stack, traffic: float) -> None:
     replicas = len(stack.containers("api"))
     try:
         stack.compose_run("up", "--detach", "--wait", "--no-recreate", "--scale", f"api={replicas + 1}", "api")

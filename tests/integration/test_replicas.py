@@ -155,6 +155,9 @@ def test_followers_of_a_killed_replica_get_reply_interrupted_within_the_lease(st
 
 @pytest.mark.usefixtures("every_replica_running")
 def test_a_valkey_outage_ends_streams_with_an_error_refuses_new_ones_then_heals(stack: Stack, figures: Figures) -> None:
+    # Read from every replica's /metrics, which needs no Valkey: so the outage can be counted.
+    creates = 'chat_store_errors_total{operation="create"}'
+    errors_before, creates_before = stack.metric("chat_store_errors_total"), stack.metric(creates)
     with ThreadPoolExecutor(max_workers=1) as pool:
         in_flight = pool.submit(resuming.follow, stack.url(), PACED, headers=stack.auth, max_connections=1)
         time.sleep(1.0)
@@ -168,6 +171,12 @@ def test_a_valkey_outage_ends_streams_with_an_error_refuses_new_ones_then_heals(
         503,
         {"error": {"code": "store_unavailable", "message": "The reply store is unavailable. Retry shortly."}},
     )
+    # The refused message is one failed create; the cut stream, at least one
+    # failed request of another kind (its writes, the lease, the follower's read).
+    errors, created = stack.metric("chat_store_errors_total") - errors_before, stack.metric(creates) - creates_before
+    print(f"store errors counted during the outage: {errors:.0f}, {created:.0f} of them creates")
+    assert created >= 1
+    assert errors - created >= 1
     stack.compose_run("start", "valkey")
     (valkey,) = stack.containers("valkey")
     wait_healthy(valkey)

@@ -3,6 +3,8 @@ exist: the API's (what services/api/app/metrics.py registers) or the
 exporters'. No Docker: tests/integration/test_observability.py then asks a
 running Prometheus for each one."""
 
+import re
+
 import pytest
 import yaml
 from app import metrics
@@ -12,11 +14,13 @@ from tests.observability import (
     ALERTS,
     EXPORTER_METRICS,
     ROOT,
+    SCRAPE_SECONDS,
     alert_expressions,
     alert_rules,
     dashboard,
     dashboard_expressions,
     metric_names,
+    seconds,
 )
 
 
@@ -90,6 +94,20 @@ def test_the_dashboard_reads_the_provisioned_data_source_and_covers_what_operato
         "nginx_connections_active",
     ):
         assert wanted in read
+
+
+def test_the_panels_rate_windows_follow_the_scrape_interval() -> None:
+    # $__rate_interval is built on the data source's timeInterval: it must be
+    # Prometheus's scrape interval, and every panel must use it, or the
+    # windows Grafana shows are not the ones test_observability.py checks
+    # (tests/observability.py's RATE_INTERVAL).
+    provisioned = yaml.safe_load((ROOT / "services/grafana/provisioning/datasources/prometheus.yml").read_text())
+    (source,) = provisioned["datasources"]
+    assert seconds(source["jsonData"]["timeInterval"]) == SCRAPE_SECONDS
+    for panel in dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            windows = set(re.findall(r"\[([^\]]*)\]", target["expr"]))
+            assert windows <= {"$__rate_interval"}, f"{panel['title']}: {target['expr']}"
 
 
 def test_prometheus_loads_these_rules() -> None:

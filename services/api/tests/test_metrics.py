@@ -1,14 +1,21 @@
-"""The API's metrics, in-process (no multiprocess folder: values live here).
+"""The API's metrics, in-process (no multiprocess folder: values live here),
+and summed across worker processes as gunicorn runs them.
 
-Each test reads how much a series moved while it ran, so the tests do not
-depend on each other's streams.
+Each in-process test reads how much a series moved while it ran, so the
+tests do not depend on each other's streams.
 """
 
 import asyncio
 import json
+import os
+import runpy
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from app import metrics
@@ -18,6 +25,7 @@ from app.open_streams import OpenStream, OpenStreams
 from app.streaming import StreamRequest, reply_events
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 from scripted_sources import ScriptedSource
 from sse_body import parse
 from store_contract import limits, until_done
@@ -170,6 +178,83 @@ def test_a_client_that_leaves_is_counted_as_disconnected_and_the_abandoned_sourc
     assert (disconnected(), abandoned()) == (1, 1)
 
 
+def test_a_stream_cut_by_shutdown_and_its_cancelled_source_are_counted() -> None:
+    # As app.shutdown's tick marks every stream on SIGTERM (test_tracing.py
+    # drives it the same way), then the store's close cancels what still runs.
+    source = ScriptedSource(["a"] * 50, delay=0.02)
+
+    async def cut_by_shutdown() -> list[str]:
+        # A resume grace: the cancel below is the shutdown's, not the abandon timer's.
+        replies = MemoryReplyStore(limits(resume_grace=60), conversation_ttl=60)
+        reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
+        streams = OpenStreams(heartbeat=0, send_timeout=0, shutdown_send=5)
+        stream = streams.stream(sse=True)
+        request = StreamRequest(transport="sse", arrived_at=time.perf_counter())
+        events = reply_events(replies, reply, request, stream=stream, from_index=0, retry_ms=0, shutdown_retry_ms=0)
+        sent: list[str] = []
+        async for event in events:
+            if event is not None:
+                sent.append(event.data.get("code", event.name))
+                if event.name == "token":
+                    streams.shutting_down = True
+                    stream.set()
+        await replies.close(0)
+        return sent
+
+    with (
+        change("chat_streams_ended_total", transport="sse", outcome="shutdown", code="") as cut,
+        change("chat_streams_ended_total", transport="sse", outcome="end", code="") as ended,
+        change("chat_upstream_cancels_total", source="scriptedsource", reason="shutdown") as cancelled,
+    ):
+        sent = asyncio.run(cut_by_shutdown())
+    assert (sent[0], sent[-1]) == ("start", "server_shutdown")
+    assert 0 < sent.count("token") < 50  # cut mid-reply
+    assert (cut(), ended(), cancelled()) == (1, 0, 1)
+
+
+def test_a_token_that_expires_mid_stream_is_counted_as_its_own_outcome() -> None:
+    async def outlived() -> list[str]:
+        replies = MemoryReplyStore(limits(), conversation_ttl=60)
+        source = ScriptedSource(["a"] * 50, delay=0.02)  # 1 s of reply
+        reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
+        request = StreamRequest(transport="sse", arrived_at=time.perf_counter())
+        events = reply_events(
+            replies, reply, request, stream=sse_stream(), from_index=0, retry_ms=0, shutdown_retry_ms=0, expires_in=0.1
+        )
+        sent = [event.data.get("code", event.name) async for event in events if event is not None]
+        await replies.close(0)
+        return sent
+
+    with (
+        change("chat_streams_ended_total", transport="sse", outcome="token_expired", code="") as expired,
+        change("chat_streams_ended_total", transport="sse", outcome="end", code="") as ended,
+    ):
+        sent = asyncio.run(outlived())
+    assert (sent[0], sent[-1]) == ("start", "token_expired")
+    assert 0 < sent.count("token") < 50  # cut mid-reply
+    assert (expired(), ended()) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        pytest.param({"max_reply_tokens": 3}, id="tokens"),
+        pytest.param({"max_reply_bytes": 3}, id="bytes"),
+    ],
+)
+def test_a_reply_past_its_size_bound_is_counted_as_a_too_large_cancel(bound: dict[str, int]) -> None:
+    async def overflow() -> str | None:
+        replies = MemoryReplyStore(limits(**bound), conversation_ttl=60)
+        source = ScriptedSource(["a"] * 10)
+        reply = await until_done(await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m"))
+        await replies.close(0)
+        return reply.failure.code if reply.failure else None
+
+    with change("chat_upstream_cancels_total", source="scriptedsource", reason="too_large") as too_large:
+        assert asyncio.run(overflow()) == "reply_too_large"
+    assert too_large() == 1
+
+
 def test_resumes_are_counted_by_outcome(client: TestClient) -> None:
     message_id = parse(client.post(URL, json={"message": "hi"}).text)[0][1]["message_id"]
     with (
@@ -233,3 +318,75 @@ def test_store_operations_are_timed_and_their_failures_counted() -> None:
     # Three timed; the 10 ms one is not among the fast; a cancellation is no store error.
     assert (timed(), errors()) == (3, 1)
     assert fast() == 2
+
+
+# One gunicorn worker, as far as the metrics go: it ends a stream and holds
+# another open until the test closes its stdin.
+_WORKER = """
+import sys
+from app import metrics
+
+sse = metrics.BY_TRANSPORT["sse"]
+sse.ended_as("end").inc()
+sse.duration.observe(0.5)
+sse.active.inc()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+API = Path(__file__).resolve().parents[1]
+
+
+def rendered(multiprocess_dir: Path, name: str, **labels: str) -> float:
+    """One sample of what /metrics serves from the workers' shared folder."""
+    text = metrics.render(str(multiprocess_dir))[0].decode()
+    (found,) = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and sample.labels == labels
+    ]
+    return found
+
+
+def test_workers_sharing_a_folder_are_summed_and_an_exited_one_stops_counting_as_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gunicorn.conf.py's hooks, read with the folder in the environment as the image sets it.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    hooks = runpy.run_path(str(API / "gunicorn.conf.py"))
+    hooks["on_starting"](None)
+    # prometheus-client picks its file-backed values at import: the folder is
+    # in each worker's environment before it starts.
+    worker_env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    with ExitStack() as stack:
+        workers = [
+            stack.enter_context(
+                subprocess.Popen(
+                    [sys.executable, "-c", _WORKER],
+                    cwd=API,
+                    env=worker_env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            for _ in range(2)
+        ]
+        for worker in workers:
+            assert worker.stdout is not None and worker.stdout.readline() == "ready\n", worker.communicate()[1]
+        ended = {"transport": "sse", "outcome": "end", "code": ""}
+        assert rendered(tmp_path, "chat_streams_ended_total", **ended) == 2
+        assert rendered(tmp_path, "chat_stream_duration_seconds_count", transport="sse") == 2
+        assert rendered(tmp_path, "chat_active_streams", transport="sse") == 2
+
+        gone = workers[0]
+        gone.communicate(timeout=10)  # closes its stdin: it exits
+        # Until the arbiter marks it dead, its open stream still counts.
+        assert rendered(tmp_path, "chat_active_streams", transport="sse") == 2
+        hooks["child_exit"](None, SimpleNamespace(pid=gone.pid))
+        assert rendered(tmp_path, "chat_active_streams", transport="sse") == 1
+        # What it counted stays: a counter never goes back.
+        assert rendered(tmp_path, "chat_streams_ended_total", **ended) == 2
+        assert rendered(tmp_path, "chat_stream_duration_seconds_count", transport="sse") == 2
+        workers[1].communicate(timeout=10)
