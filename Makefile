@@ -10,7 +10,6 @@ export HTTP_PORT HTTPS_PORT
 
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-STREAM_URL := http://localhost:$(HTTP_PORT)/api/chat/message/stream
 
 .PHONY: help
 help: ## Show the targets
@@ -159,7 +158,14 @@ $(PROBE_VENV)/.installed: streamcheck/requirements.txt
 	@$(PROBE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --requirement streamcheck/requirements.txt >&2
 	@touch $@
 
-URL ?= $(STREAM_URL)
+# The stack's own stream by default. HTTP_PORT=0 lets Docker choose the port
+# (make up prints it), so Docker is asked for it, as make up does.
+ifeq ($(HTTP_PORT),0)
+PUBLISHED_HTTP_PORT = $(or $(shell docker compose port nginx 8080 2>/dev/null | sed 's/.*://'),$(error nginx publishes no port: start the stack (make up), or give URL=...))
+else
+PUBLISHED_HTTP_PORT = $(HTTP_PORT)
+endif
+URL ?= http://localhost:$(PUBLISHED_HTTP_PORT)/api/chat/message/stream
 .PHONY: probe
 probe: $(PROBE_VENV)/.installed ## Does a reply stream through URL? make probe URL=https://... [TOKEN=...] [ARGS=--http2]
 	@PROBE_TOKEN='$(TOKEN)' $(PROBE_VENV)/bin/python -m streamcheck.probe '$(URL)' $(ARGS)

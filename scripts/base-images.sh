@@ -6,8 +6,11 @@
 # bundle for pip inside the builds. Says what it does; does nothing when
 # PYTHON_IMAGE, NGINX_IMAGE and VALKEY_IMAGE are already set (environment or
 # .env). With OBSERVE set (`make up OBSERVE=1`) the images of the "observe"
-# profile count too: Prometheus and the two exporters. .ci/run does the same
-# for CI.
+# profile count too: Prometheus and the two exporters. Building needs root
+# (debootstrap): as root it builds, with sudo that asks no password it uses
+# sudo, else it says what to run. .ci/run does the same for CI (as root), with
+# the variables in its environment instead of .env, and installs debootstrap
+# when it is missing.
 # ---------------------------------------------------------------------------
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
@@ -41,12 +44,8 @@ done
 if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
 fi
-echo "cannot pull ${missing[*]}: building base images from Debian packages instead (about a minute)"
-if ! command -v debootstrap >/dev/null 2>&1; then
-  echo "debootstrap is needed for that: apt-get install debootstrap (as root), then make up again" >&2
-  exit 1
-fi
-scripts/build-base-images.sh
+
+# What scripts/build-base-images.sh makes, and the variables that name it.
 # Each variable once: a later `make up OBSERVE=1` adds only what is missing.
 LOCAL=(
   PYTHON_IMAGE=local/python-base NGINX_IMAGE=local/nginx-base VALKEY_IMAGE=local/valkey-base
@@ -57,6 +56,44 @@ LOCAL=(
   HAPROXY_IMAGE=local/python-base VARNISH_IMAGE=local/python-base CADDY_IMAGE=local/python-base
   APACHE_BASE_IMAGE=local/python-base
 )
+
+built() {  # every local image present (an earlier `sudo scripts/build-base-images.sh`)
+  local pair
+  for pair in "${LOCAL[@]}"; do
+    docker image inspect "${pair#*=}:trixie" >/dev/null 2>&1 || return 1
+  done
+}
+
+# debootstrap unpacks Debian packages into a root filesystem: root only. A
+# user's PATH often lacks /usr/sbin, where Debian installs it.
+build() {
+  if ! command -v debootstrap >/dev/null 2>&1 && [[ ! -x /usr/sbin/debootstrap ]]; then
+    echo "debootstrap is needed for that: apt-get install debootstrap (as root), then make up again" >&2
+    return 1
+  fi
+  if [[ ${EUID} -eq 0 ]]; then
+    scripts/build-base-images.sh
+  elif sudo -n true 2>/dev/null; then
+    # sudo resets the environment: pass on what the build reads.
+    local name passed=()
+    for name in DEBIAN_MIRROR DOCKER_HOST; do
+      if [[ -n "${!name:-}" ]]; then
+        passed+=("${name}=${!name}")
+      fi
+    done
+    sudo -n env "${passed[@]}" scripts/build-base-images.sh
+  else
+    echo "building them needs root (debootstrap): run sudo scripts/build-base-images.sh, then make up again" >&2
+    return 1
+  fi
+}
+
+if built; then
+  echo "cannot pull ${missing[*]}: using the base images built from Debian packages (local/*:trixie)"
+else
+  echo "cannot pull ${missing[*]}: building base images from Debian packages instead (about a minute)"
+  build
+fi
 {
   for pair in "${LOCAL[@]}"; do
     grep -qs "^${pair%%=*}=" .env || echo "${pair}:trixie"

@@ -36,9 +36,13 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT") or "30")
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT") or "20")
 
 # Idle keep-alive of connections from the proxy (uvicorn's timeout_keep_alive).
-# It must exceed nginx's upstream keepalive_timeout (60 s): if the backend
-# closes an idle connection first, nginx can reuse it in the same instant and
-# answer 502. Default: 2 s (uvicorn: 5 s).
+# It must exceed the idle timeout of any proxy that keeps a pool of
+# connections to the API: Envoy Gateway's connectionIdleTimeout, 60 s
+# (deploy/kubernetes/overlays/gateway-api), ingress-nginx's
+# upstream-keepalive-timeout, 60 s by default. If the API closes an idle
+# connection first, the proxy can reuse it in the same instant and answer 502.
+# The shipped nginx keeps no pool (services/nginx/snippets/http/api.conf).
+# Default: 2 s (uvicorn: 5 s).
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE") or "75")
 
 # X-Forwarded-For/-Proto are trusted from these peers. The API is reachable

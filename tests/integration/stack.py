@@ -1,5 +1,7 @@
-"""The Compose stack under test and what compose.test.yaml configures."""
+"""The Compose stack under test, what compose.test.yaml configures, and the
+shipped settings the tests hold it to."""
 
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -43,6 +45,31 @@ WS_FIRST_FRAME_SECONDS = float(_API["CHAT_WS_FIRST_FRAME_SECONDS"])
 PRODUCER_LEASE_SECONDS = float(_API["CHAT_PRODUCER_LEASE_SECONDS"])
 # Replies a process generates at once; compose.test.yaml keeps the default.
 MAX_REPLIES = int(_API.get("CHAT_MAX_REPLIES") or Settings.model_fields["max_replies"].default)
+
+
+def _seconds(duration: str) -> float:
+    """A Compose or nginx duration ("30s", "1m30s", "500ms", or a bare number of seconds)."""
+    if duration.isdigit():
+        return float(duration)
+    parts = re.findall(r"(\d+)(ms|s|m|h)", duration)
+    assert parts and "".join(number + unit for number, unit in parts) == duration, duration
+    return sum(float(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit] for number, unit in parts)
+
+
+def _nginx_directive(name: str, snippet: str) -> str:
+    """The value of a directive set once in one of the proxy's snippets."""
+    text = (ROOT / "services" / "nginx" / "snippets" / snippet).read_text()
+    values: list[str] = re.findall(rf"^{name}\s+([^;]+);", text, re.MULTILINE)
+    (value,) = values
+    return value
+
+
+# What compose.yaml and the proxy's snippets set, read from them, for the
+# tests that hold the stack to it.
+_SHIPPED = yaml.load((ROOT / COMPOSE_FILES[0]).read_text(), Loader=_ComposeLoader)["services"]
+STOP_GRACE_SECONDS = _seconds(_SHIPPED["api"]["stop_grace_period"])
+PROXY_CONNECT_TIMEOUT_SECONDS = _seconds(_nginx_directive("proxy_connect_timeout", "location/proxy_headers.conf"))
+PROXY_NEXT_UPSTREAM_TRIES = int(_nginx_directive("proxy_next_upstream_tries", "location/proxy_headers.conf"))
 
 # Reads the worker's memory and the metrics from inside the API container:
 # /metrics is not routed by the proxy.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.stack import ROOT, STREAM_PATH, Stack
+from tests.integration.stack import REPLY_TOKENS, ROOT, STREAM_PATH, TOKEN_DELAY_SECONDS, Stack
 
 
 def probe(*args: str) -> tuple[int, str]:
@@ -46,9 +46,10 @@ def test_the_report_has_the_figures(stack: Stack) -> None:
     assert report["status"] == 200
     assert report["headers"]["cache-control"] == "no-cache, no-transform"
     assert 0 < report["first_byte_seconds"] <= report["first_token_seconds"] < report["last_token_seconds"]
-    assert report["tokens"] == report["bursts"] == 48
-    assert 0.03 < report["gap_median_seconds"] < 0.1
-    assert [a["event"] for a in report["arrivals"]][::47] == ["start", "token"]
+    assert report["tokens"] == report["bursts"] == REPLY_TOKENS
+    # The twin's pacing, give or take the network and a busy machine.
+    assert 0.6 * TOKEN_DELAY_SECONDS < report["gap_median_seconds"] < 2 * TOKEN_DELAY_SECONDS
+    assert [a["event"] for a in report["arrivals"]] == ["start", *["token"] * REPLY_TOKENS, "end"]
 
 
 def test_over_http2(stack: Stack) -> None:

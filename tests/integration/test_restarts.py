@@ -1,7 +1,7 @@
 """The API stopping (a rolling restart) or dying under live streams.
 
-Both tests restore the API before they end, so the rest of the session keeps
-its stack."""
+Each test restores what it stopped before it ends, so the rest of the session
+keeps its stack."""
 
 import json
 import time
@@ -13,21 +13,38 @@ import requests
 
 from streamcheck import clients
 from streamcheck.timing import Arrival, Kind, classify
-from tests.integration.stack import Stack
+from tests.integration.stack import (
+    PROXY_CONNECT_TIMEOUT_SECONDS,
+    PROXY_NEXT_UPSTREAM_TRIES,
+    REPLY_TOKENS,
+    STOP_GRACE_SECONDS,
+    Stack,
+)
 
 LIVE_STREAMS = 50
 DOWN_ANSWERS = [
     (503, {"error": {"code": "upstream_unavailable", "message": "The chat service is unavailable. Retry shortly."}}),
     (504, {"error": {"code": "upstream_timeout", "message": "The chat service did not answer in time."}}),
 ]
-STOP_GRACE_SECONDS = 30  # compose.yaml: stop_grace_period
-PROXY_CONNECT_TIMEOUT_SECONDS = 2  # services/nginx/snippets/location/proxy_headers.conf
 
 
 @pytest.fixture
 def restores_api(stack: Stack) -> Iterator[None]:
     yield
     stack.compose_run("start", "api")
+    stack.wait_until_serving()
+
+
+@pytest.fixture
+def more_replicas_than_tries(stack: Stack) -> Iterator[int]:
+    """The API scaled past nginx's proxy_next_upstream_tries, so that a wait
+    bounded by the tries differs from one that grows with the replicas.
+    Afterwards as many replicas as before run again."""
+    before = len(stack.containers())
+    replicas = max(before, PROXY_NEXT_UPSTREAM_TRIES + 1)
+    stack.compose_run("up", "--detach", "--wait", "--no-recreate", "--scale", f"api={replicas}", "api")
+    yield replicas
+    stack.compose_run("up", "--detach", "--wait", "--no-recreate", "--scale", f"api={before}", "api")
     stack.wait_until_serving()
 
 
@@ -62,8 +79,9 @@ def test_stop_ends_every_live_stream_and_the_api_exits_by_itself(stack: Stack) -
     assert stop_seconds < STOP_GRACE_SECONDS / 2, stop_seconds
 
 
-@pytest.mark.usefixtures("restores_api")
-def test_a_killed_api_cuts_the_stream_and_the_proxy_answers_json_until_it_is_back(stack: Stack) -> None:
+def test_a_killed_api_cuts_the_stream_and_the_proxy_answers_json_until_it_is_back(
+    stack: Stack, more_replicas_than_tries: int
+) -> None:
     def kill_after_5(arrival: Arrival) -> None:
         if arrival.event.id is not None and arrival.event.id.endswith(":4"):
             stack.compose_run("kill", "api")
@@ -73,16 +91,19 @@ def test_a_killed_api_cuts_the_stream_and_the_proxy_answers_json_until_it_is_bac
     assert "end" not in [e.event for e in m.events()]
 
     # With every replica down the proxy answers JSON: the name "api" resolves
-    # to nothing (503), or each dead address's connect times out after
-    # proxy_connect_timeout, 2 s (504). It used to wait 5 s for one replica.
+    # to nothing (503), or, while nginx still holds the dead addresses (its
+    # resolver keeps an answer 2 s), each try's connect times out after
+    # proxy_connect_timeout (504). It used to wait 5 s for one replica.
     started = time.perf_counter()
     down = requests.post(stack.url(), json={"message": "anyone?"}, headers=stack.auth, timeout=30)
     waited = time.perf_counter() - started
-    print(f"\nevery replica killed: the proxy answered {down.status_code} after {waited:.2f} s")
+    replicas = more_replicas_than_tries
+    print(f"\n{replicas} replicas killed: the proxy answered {down.status_code} after {waited:.2f} s")
     assert (down.status_code, down.json()) in DOWN_ANSWERS, (down.status_code, down.text)
-    # nginx tries each replica's address once, proxy_connect_timeout each.
-    replicas = len(stack.compose_run("ps", "--all", "--quiet", "api").stdout.split())
-    assert waited < replicas * PROXY_CONNECT_TIMEOUT_SECONDS + 1, (waited, replicas)
+    # proxy_next_upstream_tries bounds the tries, not the replicas: without
+    # it nginx would try all of them, one more proxy_connect_timeout each.
+    tries = min(replicas, PROXY_NEXT_UPSTREAM_TRIES)
+    assert waited < tries * PROXY_CONNECT_TIMEOUT_SECONDS + 1, (waited, tries)
 
     stack.compose_run("start", "api")
     stack.wait_until_serving()
@@ -118,5 +139,5 @@ def test_a_proxy_restart_lets_streams_in_flight_finish(stack: Stack) -> None:
     finally:
         stack.compose_run("up", "--detach", "--wait", "--no-deps", "proxy-edge")
         stack.forget_ports("proxy-edge")
-    assert graceful.closing_event == "end" and len(graceful.events("token")) == 48
-    assert fast.closing_event is None and 5 <= len(fast.events("token")) < 48
+    assert graceful.closing_event == "end" and len(graceful.events("token")) == REPLY_TOKENS
+    assert fast.closing_event is None and 5 <= len(fast.events("token")) < REPLY_TOKENS
