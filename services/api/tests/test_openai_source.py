@@ -26,6 +26,7 @@ from app.replies import (
     MODEL_ERROR,
     MODEL_INTERRUPTED,
     MODEL_MISCONFIGURED,
+    MODEL_REJECTED,
     MODEL_STALLED,
     MODEL_TIMEOUT,
     MODEL_UNAVAILABLE,
@@ -200,6 +201,38 @@ def test_429_and_5xx_are_retried_a_bounded_number_of_times(
 ) -> None:
     events(client, message)
     assert upstream.attempts[code] == 1 + RETRIES
+
+
+@pytest.mark.parametrize(
+    ("status", "failure"),
+    [
+        pytest.param(403, MODEL_MISCONFIGURED, id="403-a-key-without-access"),
+        pytest.param(400, MODEL_REJECTED, id="400-a-prompt-too-long"),
+        pytest.param(404, MODEL_REJECTED, id="404-no-such-model"),
+        pytest.param(422, MODEL_REJECTED, id="422-a-parameter-refused"),
+    ],
+)
+def test_another_4xx_is_not_retried_and_has_its_own_code(
+    client: TestClient, upstream: FaultUpstream, status: int, failure: Failure
+) -> None:
+    stream, body = events(client, f"status {status}")
+    assert shape(stream) == failed_with(failure, 0)
+    assert upstream.attempts["status"] == 1, "the same request would be refused again"
+    assert "fault injected" not in body  # the server's error body stays out
+
+
+def test_the_backoff_doubles_between_retries(settings: Settings, upstream: FaultUpstream, token: str) -> None:
+    backoff = 0.2
+    with client_for(variant(settings, openai_retry_backoff_seconds=backoff), token) as client:
+        began = time.monotonic()
+        stream, _ = events(client, "fail 2")  # two 500s (no Retry-After), then the reply
+        elapsed = time.monotonic() - began
+    assert stream[-1][0] == "end" and upstream.attempts["fail"] == 3
+    # 0.2 s, then 0.4 s: 0.6 s of waits (a constant backoff: 0.4 s). Below
+    # the bound: a second of slack for a loaded machine, less than waiting
+    # openai_retry_max_wait_seconds (1 s) each time.
+    waits = backoff + 2 * backoff
+    assert waits <= elapsed < waits + 1.0, elapsed
 
 
 def test_a_429_that_clears_within_the_retries_is_a_normal_reply(client: TestClient, upstream: FaultUpstream) -> None:
