@@ -296,10 +296,10 @@ def client_for(settings: Settings, token: str) -> Iterator[TestClient]:
 # ---- cancellation, as the model server sees it --------------------------------------
 
 
-def stream_then(client: TestClient, action: str) -> float:
+def stream_then(client: TestClient, action: str, message: str = "long 300 20") -> float:
     """Start a long reply, take three tokens, then stop it or leave; the time
     the reply was let go (monotonic)."""
-    with client.stream("POST", URL, json={"message": "long 300 20"}) as response:
+    with client.stream("POST", URL, json={"message": message}) as response:
         lines = response.iter_lines()
         start = json.loads(next(line for line in lines if line.startswith("data:"))[5:])
         for _ in range(3):
@@ -327,28 +327,49 @@ def test_the_model_server_sees_its_client_leave_at_once(
 def test_negative_control_without_cancellation_the_model_keeps_generating(
     settings: Settings, upstream: FaultUpstream, token: str, action: str
 ) -> None:
+    # 3 s of reply: what is left after the check (the app's shutdown waits for it).
     with client_for(variant(settings, openai_test_no_cancel=True), token) as client:
-        stream_then(client, action)
+        stream_then(client, action, "long 150 20")
         model = upstream.streams[-1]
         assert not model.done.wait(timeout=1.0), "the check would not catch a source that ignores cancellation"
         assert model.chunks > 3
 
 
-def test_shutdown_past_the_drain_closes_the_upstream_request(settings: Settings, upstream: FaultUpstream) -> None:
-    async def run() -> None:
+def shut_down_mid_reply(settings: Settings, upstream: FaultUpstream, message: str) -> bool:
+    """A reply generating, then the store's close with the drain's deadline
+    past (the memory store does not drain); whether the upstream request was
+    still open once the store had closed. The source is closed last, as the
+    app's lifespan does."""
+
+    async def run() -> bool:
         source = OpenAISource(settings)
         store = MemoryReplyStore(limits(), conversation_ttl=60)
-        reply = await store.start(source, "long 300 20", subject="s", conversation_id="c", message_id="m")
+        reply = await store.start(source, message, subject="s", conversation_id="c", message_id="m")
         while len(reply.tokens) < 3:
             await asyncio.sleep(0.01)
         await store.close(0)
         await until_done(reply)
         assert reply.failure == SHUTDOWN
+        await asyncio.sleep(0.2)  # the fault server's side of the close
+        still_open = not upstream.streams[-1].done.is_set()
         await source.aclose()
+        return still_open
 
-    asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_shutdown_past_the_drain_closes_the_upstream_request(settings: Settings, upstream: FaultUpstream) -> None:
+    assert not shut_down_mid_reply(settings, upstream, "long 300 20")
     model = upstream.streams[-1]
-    assert model.done.wait(timeout=2) and model.ended == "disconnected"
+    assert model.done.wait(timeout=2) and model.ended == "disconnected" and model.chunks < 300
+
+
+def test_negative_control_without_cancellation_the_shutdown_waits_for_the_model(
+    settings: Settings, upstream: FaultUpstream
+) -> None:
+    assert shut_down_mid_reply(variant(settings, openai_test_no_cancel=True), upstream, "long 50 20")
+    model = upstream.streams[-1]
+    assert model.ended == "complete" and model.chunks == 50
 
 
 # ---- Retry-After ------------------------------------------------------------------------
