@@ -103,6 +103,7 @@ def run(count: int, trace: bool, bearer: str) -> dict[str, object]:
         "SNAPSHOT_TO": str(snapshot_to),
         "CHAT_AUTH_SECRET": SECRET,
         "CHAT_REPLY_STORE": "memory",
+        "CHAT_ENVIRONMENT": "development",  # the test hooks are refused in production
         "CHAT_TWIN_TEST_HOOKS": "true",
         "CHAT_MAX_REPLIES": str(count * 2),
         "CHAT_HEARTBEAT_SECONDS": "15",

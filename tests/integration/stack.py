@@ -196,12 +196,12 @@ class Stack:
             time.sleep(0.05)
         return time.perf_counter() - start
 
-    def wait_until_serving(self, timeout: float = 60) -> None:
-        """After a restart of the API: until a stream request through nginx gets a 200."""
+    def wait_until_serving(self, timeout: float = 60, proxy: str = "nginx") -> None:
+        """After a restart of the API: until a request through the proxy gets a 200."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if requests.get(self.url(path="/healthz"), timeout=2).status_code == 200:
+                if requests.get(self.url(proxy, "/healthz"), timeout=2).status_code == 200:
                     return
             except requests.RequestException:
                 pass

@@ -155,8 +155,9 @@ class Settings(BaseSettings):
     openai_retries: int = Field(default=2, ge=0, le=10)
     openai_retry_backoff_seconds: float = Field(default=0.5, ge=0)
     openai_retry_max_wait_seconds: float = Field(default=10.0, ge=0)
-    # Test only (allowed with CHAT_TWIN_TEST_HOOKS): a cancelled reply leaves
-    # its upstream request running, the bug the cancellation tests must catch.
+    # Test only (allowed with CHAT_TWIN_TEST_HOOKS, refused in production): a
+    # cancelled reply leaves its upstream request running, the bug the
+    # cancellation tests must catch.
     openai_test_no_cancel: bool = False
 
     # Multi-turn: the conversation's latest turns (a user message and the
@@ -171,7 +172,8 @@ class Settings(BaseSettings):
     otel_service_name: str = Field(default="chat-api", validation_alias="OTEL_SERVICE_NAME")
 
     # Test hooks (see app/twin.py): messages such as "/fail" or "/pause 5"
-    # drive failure paths through the proxy. Never enable them in production.
+    # drive failure paths through the proxy. Refused in production: any
+    # client could end, stall or flood replies with them.
     twin_test_hooks: bool = False
 
     @field_validator(
@@ -204,6 +206,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"CHAT_SOURCE=openai needs {needs}")
             if self.environment == "production" and _placeholder_key(self.openai_api_key.get_secret_value()):
                 raise ValueError("CHAT_OPENAI_API_KEY is a placeholder; set the model server's real key in production")
+        if self.environment == "production":
+            for name, on in (
+                ("CHAT_TWIN_TEST_HOOKS", self.twin_test_hooks),
+                ("CHAT_OPENAI_TEST_NO_CANCEL", self.openai_test_no_cancel),
+            ):
+                if on:
+                    raise ValueError(f"{name} is a test switch: refused when CHAT_ENVIRONMENT=production")
         if self.openai_test_no_cancel and not self.twin_test_hooks:
             raise ValueError("CHAT_OPENAI_TEST_NO_CANCEL is a test switch: it needs CHAT_TWIN_TEST_HOOKS")
         return self

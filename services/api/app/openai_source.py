@@ -30,7 +30,9 @@ Deliberate choices (each has a test in tests/test_openai_source.py):
    the model server sees its client leave and stops generating. Proven
    against a fault server (tests) and llama.cpp (tests/integration/test_model.py).
    ``CHAT_OPENAI_TEST_NO_CANCEL`` (test hooks only) keeps reading the
-   response in the background instead: the leak those tests must detect.
+   response in the background instead, and on shutdown the process waits
+   for it to end (:meth:`OpenAISource.aclose`): the leak those tests must
+   detect, whether the reply was let go or the process stopped.
 5. **Nothing about the server reaches a client**: failures carry fixed
    messages (app.replies), and the log says the status and the exception's
    type, never the URL, the key or the server's error body (OpenAI's 401
@@ -127,8 +129,9 @@ class OpenAISource:
         self._leaked: set[asyncio.Task[None]] = set()  # CHAT_OPENAI_TEST_NO_CANCEL only
 
     async def aclose(self) -> None:
-        for task in self._leaked:
-            task.cancel()
+        # CHAT_OPENAI_TEST_NO_CANCEL: the requests left running keep the model
+        # busy until they end, the process's shutdown included (gunicorn's
+        # graceful_timeout bounds it); empty otherwise.
         await asyncio.gather(*self._leaked, return_exceptions=True)
         await self._client.close()
 

@@ -5,7 +5,7 @@ and emoji (skin-tone modifiers, a ZWJ family, a flag), so every stream carries
 2-, 3- and 4-byte UTF-8 characters and multi-code-point graphemes: a client
 that decodes chunks without ``TextDecoder({stream: true})`` shows U+FFFD.
 
-With test hooks enabled (``CHAT_TWIN_TEST_HOOKS``, never in production), a
+With test hooks enabled (``CHAT_TWIN_TEST_HOOKS``; refused in production), a
 message that starts with one of these drives a failure path:
 
     /fail        raise after FAULT_AFTER_TOKENS tokens

@@ -22,8 +22,10 @@ from app.tokens import mint  # noqa: E402
 
 @pytest.fixture
 def settings() -> Settings:
-    # A fast twin: the in-process tests check content, not pacing.
+    # A fast twin: the in-process tests check content, not pacing. Its test
+    # hooks are refused in production.
     return Settings(
+        environment="development",
         auth_secret=SecretStr(TEST_SECRET),
         reply_store="memory",
         twin_reply_tokens=12,

@@ -11,6 +11,7 @@ chunk, ``data: [DONE]``). The last user message picks the behaviour:
     stall N S       N chunks, then S seconds of silence, then the rest
     busy K [S]      429 (Retry-After: S, default 0) to the first K attempts
     fail K          500 to the first K attempts
+    status C        HTTP C to every attempt, with an error body (403, 400, 404...)
     drop N          N chunks, then the connection is cut mid-body
     cut N           N chunks, then a clean end with no finish_reason and no [DONE]
     length          REPLY, then finish_reason "length"
@@ -90,6 +91,9 @@ class FaultUpstream:
         body = await request.json()
         command, *args = body["messages"][-1]["content"].split()
         self.attempts[command] += 1
+        if command == "status":
+            error = {"message": f"fault injected: HTTP {args[0]}", "type": "invalid_request_error"}
+            return JSONResponse({"error": error}, status_code=int(args[0]))
         if command in ("busy", "fail") and self.attempts[command] <= int(args[0]):
             if command == "fail":
                 return JSONResponse({"error": {"message": "internal"}}, status_code=500)

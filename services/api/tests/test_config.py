@@ -110,8 +110,34 @@ def test_the_model_key_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_disabling_cancellation_is_a_test_switch_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAT_ENVIRONMENT", "development")
     monkeypatch.setenv("CHAT_OPENAI_TEST_NO_CANCEL", "true")
     with pytest.raises(ValidationError, match="CHAT_OPENAI_TEST_NO_CANCEL is a test switch"):
         Settings()
     monkeypatch.setenv("CHAT_TWIN_TEST_HOOKS", "true")
     assert Settings().openai_test_no_cancel
+
+
+@pytest.mark.parametrize("environment", ["", "production"])  # "": compose's unset, so the default
+@pytest.mark.parametrize(
+    ("switches", "refused"),
+    [
+        pytest.param(["CHAT_TWIN_TEST_HOOKS"], "CHAT_TWIN_TEST_HOOKS", id="test-hooks"),
+        pytest.param(["CHAT_OPENAI_TEST_NO_CANCEL"], "CHAT_OPENAI_TEST_NO_CANCEL", id="no-cancel"),
+        pytest.param(["CHAT_TWIN_TEST_HOOKS", "CHAT_OPENAI_TEST_NO_CANCEL"], "CHAT_TWIN_TEST_HOOKS", id="both"),
+    ],
+)
+def test_production_refuses_the_test_switches(
+    monkeypatch: pytest.MonkeyPatch, environment: str, switches: list[str], refused: str
+) -> None:
+    monkeypatch.setenv("CHAT_ENVIRONMENT", environment)
+    for name in switches:
+        monkeypatch.setenv(name, "true")
+    with pytest.raises(ValidationError, match=f"{refused} is a test switch: refused when CHAT_ENVIRONMENT=production"):
+        Settings()
+    # What the test stacks run (tests/integration/compose.test.yaml).
+    monkeypatch.setenv("CHAT_ENVIRONMENT", "development")
+    monkeypatch.setenv("CHAT_TWIN_TEST_HOOKS", "true")
+    settings = Settings()
+    assert settings.twin_test_hooks
+    assert settings.openai_test_no_cancel == ("CHAT_OPENAI_TEST_NO_CANCEL" in switches)

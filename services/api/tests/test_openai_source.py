@@ -26,6 +26,7 @@ from app.replies import (
     MODEL_ERROR,
     MODEL_INTERRUPTED,
     MODEL_MISCONFIGURED,
+    MODEL_REJECTED,
     MODEL_STALLED,
     MODEL_TIMEOUT,
     MODEL_UNAVAILABLE,
@@ -202,6 +203,38 @@ def test_429_and_5xx_are_retried_a_bounded_number_of_times(
     assert upstream.attempts[code] == 1 + RETRIES
 
 
+@pytest.mark.parametrize(
+    ("status", "failure"),
+    [
+        pytest.param(403, MODEL_MISCONFIGURED, id="403-a-key-without-access"),
+        pytest.param(400, MODEL_REJECTED, id="400-a-prompt-too-long"),
+        pytest.param(404, MODEL_REJECTED, id="404-no-such-model"),
+        pytest.param(422, MODEL_REJECTED, id="422-a-parameter-refused"),
+    ],
+)
+def test_another_4xx_is_not_retried_and_has_its_own_code(
+    client: TestClient, upstream: FaultUpstream, status: int, failure: Failure
+) -> None:
+    stream, body = events(client, f"status {status}")
+    assert shape(stream) == failed_with(failure, 0)
+    assert upstream.attempts["status"] == 1, "the same request would be refused again"
+    assert "fault injected" not in body  # the server's error body stays out
+
+
+def test_the_backoff_doubles_between_retries(settings: Settings, upstream: FaultUpstream, token: str) -> None:
+    backoff = 0.2
+    with client_for(variant(settings, openai_retry_backoff_seconds=backoff), token) as client:
+        began = time.monotonic()
+        stream, _ = events(client, "fail 2")  # two 500s (no Retry-After), then the reply
+        elapsed = time.monotonic() - began
+    assert stream[-1][0] == "end" and upstream.attempts["fail"] == 3
+    # 0.2 s, then 0.4 s: 0.6 s of waits (a constant backoff: 0.4 s). Below
+    # the bound: a second of slack for a loaded machine, less than waiting
+    # openai_retry_max_wait_seconds (1 s) each time.
+    waits = backoff + 2 * backoff
+    assert waits <= elapsed < waits + 1.0, elapsed
+
+
 def test_a_429_that_clears_within_the_retries_is_a_normal_reply(client: TestClient, upstream: FaultUpstream) -> None:
     stream, _ = events(client, f"busy {RETRIES}")
     assert stream[-1][0] == "end" and upstream.attempts["busy"] == 1 + RETRIES
@@ -263,10 +296,10 @@ def client_for(settings: Settings, token: str) -> Iterator[TestClient]:
 # ---- cancellation, as the model server sees it --------------------------------------
 
 
-def stream_then(client: TestClient, action: str) -> float:
+def stream_then(client: TestClient, action: str, message: str = "long 300 20") -> float:
     """Start a long reply, take three tokens, then stop it or leave; the time
     the reply was let go (monotonic)."""
-    with client.stream("POST", URL, json={"message": "long 300 20"}) as response:
+    with client.stream("POST", URL, json={"message": message}) as response:
         lines = response.iter_lines()
         start = json.loads(next(line for line in lines if line.startswith("data:"))[5:])
         for _ in range(3):
@@ -294,28 +327,49 @@ def test_the_model_server_sees_its_client_leave_at_once(
 def test_negative_control_without_cancellation_the_model_keeps_generating(
     settings: Settings, upstream: FaultUpstream, token: str, action: str
 ) -> None:
+    # 3 s of reply: what is left after the check (the app's shutdown waits for it).
     with client_for(variant(settings, openai_test_no_cancel=True), token) as client:
-        stream_then(client, action)
+        stream_then(client, action, "long 150 20")
         model = upstream.streams[-1]
         assert not model.done.wait(timeout=1.0), "the check would not catch a source that ignores cancellation"
         assert model.chunks > 3
 
 
-def test_shutdown_past_the_drain_closes_the_upstream_request(settings: Settings, upstream: FaultUpstream) -> None:
-    async def run() -> None:
+def shut_down_mid_reply(settings: Settings, upstream: FaultUpstream, message: str) -> bool:
+    """A reply generating, then the store's close with the drain's deadline
+    past (the memory store does not drain); whether the upstream request was
+    still open once the store had closed. The source is closed last, as the
+    app's lifespan does."""
+
+    async def run() -> bool:
         source = OpenAISource(settings)
         store = MemoryReplyStore(limits(), conversation_ttl=60)
-        reply = await store.start(source, "long 300 20", subject="s", conversation_id="c", message_id="m")
+        reply = await store.start(source, message, subject="s", conversation_id="c", message_id="m")
         while len(reply.tokens) < 3:
             await asyncio.sleep(0.01)
         await store.close(0)
         await until_done(reply)
         assert reply.failure == SHUTDOWN
+        await asyncio.sleep(0.2)  # the fault server's side of the close
+        still_open = not upstream.streams[-1].done.is_set()
         await source.aclose()
+        return still_open
 
-    asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_shutdown_past_the_drain_closes_the_upstream_request(settings: Settings, upstream: FaultUpstream) -> None:
+    assert not shut_down_mid_reply(settings, upstream, "long 300 20")
     model = upstream.streams[-1]
-    assert model.done.wait(timeout=2) and model.ended == "disconnected"
+    assert model.done.wait(timeout=2) and model.ended == "disconnected" and model.chunks < 300
+
+
+def test_negative_control_without_cancellation_the_shutdown_waits_for_the_model(
+    settings: Settings, upstream: FaultUpstream
+) -> None:
+    assert shut_down_mid_reply(variant(settings, openai_test_no_cancel=True), upstream, "long 50 20")
+    model = upstream.streams[-1]
+    assert model.ended == "complete" and model.chunks == 50
 
 
 # ---- Retry-After ------------------------------------------------------------------------
