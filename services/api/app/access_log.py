@@ -60,6 +60,8 @@ class AccessLogMiddleware:
                 record["status"] = message["status"]
             elif message["type"] == "websocket.accept":
                 record["status"] = 101
+            elif message["type"] == "websocket.http.response.start":  # a refused handshake's answer
+                record["status"] = message["status"]
             elif message["type"] == "websocket.close" and record["status"] is None:
                 record["status"] = 403  # refused before the handshake completed
             await send(message)

@@ -3,6 +3,7 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
 
 URL = "/api/chat/message/stream"
 
@@ -65,3 +66,14 @@ def test_json_lines_carry_the_fields() -> None:
     record.access = {"status": 200, "request_id": "r1"}
     line = json.loads(JsonFormatter().format(record))
     assert (line["level"], line["logger"], line["status"], line["request_id"]) == ("info", "app.access", 200, "r1")
+
+
+def test_a_refused_websocket_logs_its_status_and_error(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="app.access"),
+        pytest.raises(WebSocketDenialResponse),
+        client.websocket_connect("/api/chat/message/ws", subprotocols=["chat.v1"]),
+    ):
+        pass
+    (line,) = lines(caplog)
+    assert line.startswith("WS /api/chat/message/ws 401 ") and line.endswith(" error=missing_token")
