@@ -68,6 +68,12 @@ class AccessLogMiddleware:
 
         try:
             await self.app(scope, receive, recording_send)
+        except Exception:
+            # The 500 is sent outside this middleware (app/errors.py), after
+            # this line is written: say here what the client gets.
+            if record["status"] is None and scope["type"] == "http":
+                record.update(status=500, error="internal_error")
+            raise
         finally:
             RECORD.reset(token)
             self._write(scope, record, time.perf_counter() - started)
