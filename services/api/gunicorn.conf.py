@@ -68,16 +68,36 @@ _formatter = _FORMATTERS.get(os.environ.get("CHAT_LOG_FORMAT") or "text", _FORMA
 # unprivileged user has no home directory to put it in. Default: enabled.
 control_socket_disable = True
 
-# The app's own loggers (``app.*``) write to stderr beside gunicorn's. gunicorn
-# merges this dict over its defaults key by key, so "root" must be restated:
-# its default names a handler that this dict replaces.
+# Every line leaves through one handler, with one format: the app's own
+# loggers (``app.*``), gunicorn's (``gunicorn.error``) and uvicorn's, which the
+# uvicorn worker sends to gunicorn's handlers. The handler's filters
+# (app/log_filters.py) keep credentials out of uvicorn's WebSocket handshake
+# lines and drop gunicorn's "Error while closing socket" at every stop.
+# gunicorn merges this dict over its defaults key by key, so "root" must be
+# restated: its default names a handler that this dict replaces.
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": _formatter},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    "filters": {
+        "no_credentials": {"()": "app.log_filters.NoCredentials"},
+        "no_closed_socket_noise": {"()": "app.log_filters.NoClosedSocketNoise"},
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+            "filters": ["no_credentials", "no_closed_socket_noise"],
+        }
+    },
     "root": {"handlers": ["stderr"], "level": "WARNING"},
-    "loggers": {"app": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False}},
+    "loggers": {
+        "app": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False},
+        # Replaces the handler gunicorn gives its own logger (its own format,
+        # no filters); uvicorn's logger takes this one's handlers.
+        "gunicorn.error": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False},
+    },
 }
 
 

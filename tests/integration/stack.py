@@ -163,16 +163,17 @@ class Stack:
         (container,) = [c for c in self.containers() if served_by.startswith(c[:12])]
         return container
 
+    def python_in(self, container: str, script: str, *args: str) -> str:
+        """The standard output of a Python script run inside ``container``
+        (an API replica has the API's packages: websockets, redis...)."""
+        command = ["docker", "exec", container, "python3", "-c", script, *args]
+        done = subprocess.run(command, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
     def _probe(self, what: str) -> list[str]:
         """The probe's output from every running API replica."""
-        outputs = []
-        for container in self.containers():
-            done = subprocess.run(
-                ["docker", "exec", container, "python3", "-c", _PROBE, what], capture_output=True, text=True
-            )
-            assert done.returncode == 0, done.stderr
-            outputs.append(done.stdout)
-        return outputs
+        return [self.python_in(container, _PROBE, what) for container in self.containers()]
 
     def metric(self, name: str) -> float:
         """The value of an unlabelled metric, or the sum over its labels, over every replica."""

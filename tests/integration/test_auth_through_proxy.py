@@ -1,6 +1,7 @@
 """Authentication and authorization of the streaming endpoints, through nginx:
 exact statuses and bodies, before any stream byte; tokens never logged."""
 
+import json
 import time
 from typing import Any
 
@@ -8,13 +9,26 @@ import jwt
 import pytest
 import requests
 from websockets.exceptions import InvalidStatus
+from websockets.http11 import Response
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
-from tests.integration.stack import Stack
+from tests.integration.stack import STREAM_PATH, WEBSOCKET_PATH, Stack
 
 INVALID = {"error": {"code": "invalid_token", "message": "The token is not valid."}}
 MISSING = {"error": {"code": "missing_token", "message": "Send Authorization: Bearer <token>."}}
+# A WebSocket handshake without a token (the token goes as a subprotocol).
+MISSING_SUBPROTOCOL = {
+    "error": {"code": "missing_token", "message": "Send the token as a subprotocol: bearer.<token>, beside chat.v1."}
+}
+# A query string on the API's paths, at nginx (snippets/http/query_strings.conf).
+QUERY_NOT_ALLOWED = {
+    "error": {
+        "code": "query_not_allowed",
+        "message": "The API takes no query string. "
+        "Send credentials in the Authorization header (a WebSocket: as its subprotocol).",
+    }
+}
 
 
 def token_for(stack: Stack, **overrides: Any) -> str:
@@ -25,6 +39,13 @@ def token_for(stack: Stack, **overrides: Any) -> str:
 
 def post(stack: Stack, headers: dict[str, str], body: dict[str, Any] | None = None) -> requests.Response:
     return requests.post(stack.url(), json=body or {"message": "hi"}, headers=headers, timeout=10)
+
+
+def refused_handshake(url: str) -> Response:
+    """The answer to a WebSocket handshake the server refused."""
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, subprotocols=[Subprotocol("chat.v1")])
+    return refused.value.response
 
 
 @pytest.mark.parametrize(
@@ -81,10 +102,11 @@ def test_many_new_conversations_never_free_another_subjects_one(stack: Stack) ->
     assert (response.status_code, response.json()["error"]["code"]) == (404, "conversation_not_found")
 
 
-def test_a_websocket_without_a_token_is_refused(stack: Stack) -> None:
-    with pytest.raises(InvalidStatus) as refused:
-        connect(stack.ws_url(), subprotocols=[Subprotocol("chat.v1")])
-    assert refused.value.response.status_code == 403
+def test_a_websocket_without_a_token_gets_the_json_401(stack: Stack) -> None:
+    response = refused_handshake(stack.ws_url())
+    assert (response.status_code, response.headers["content-type"]) == (401, "application/json")
+    assert response.headers["www-authenticate"] == 'Bearer realm="chat"'
+    assert response.body is not None and json.loads(response.body) == MISSING_SUBPROTOCOL
 
 
 def test_public_endpoints_stay_public(stack: Stack) -> None:
@@ -94,13 +116,60 @@ def test_public_endpoints_stay_public(stack: Stack) -> None:
 
 def test_tokens_never_reach_the_logs(stack: Stack) -> None:
     post(stack, stack.auth)
-    # A client that puts its token in the URL: the logs keep the path only.
-    in_url = token_for(stack, jti="in-the-query-string")
-    requests.post(stack.url(path=f"/api/chat/message/stream?access_token={in_url}"), json={"message": "hi"}, timeout=10)
+    # A client that puts its token in the URL: nginx refuses a query string
+    # on the API's paths before anything can log it (its error log writes
+    # the request line as sent), and the access logs keep the path only.
+    in_url = {case: token_for(stack, jti=f"in-the-url-{case}") for case in ("sse", "ws", "page")}
+    sse = requests.post(stack.url(path=f"{STREAM_PATH}?access_token={in_url['sse']}"), json={"message": "hi"},
+                        timeout=10)  # fmt: skip
+    assert (sse.status_code, sse.headers["content-type"], sse.json()) == (400, "application/json", QUERY_NOT_ALLOWED)
+    handshake = refused_handshake(f"{stack.ws_url()}?access_token={in_url['ws']}")
+    assert (handshake.status_code, handshake.headers["content-type"]) == (400, "application/json")
+    assert handshake.body is not None and json.loads(handshake.body) == QUERY_NOT_ALLOWED
+    # The page's paths take a query string (?decoder=): a missing file is a
+    # plain 404, which nginx does not log as an error.
+    page = requests.get(stack.url(path=f"/missing.js?access_token={in_url['page']}"), timeout=10)
+    assert (page.status_code, page.json()) == (404, {"error": {"code": "not_found", "message": "Not Found"}})
+
     stdout, stderr = stack.compose.get_logs("nginx", "api")
-    for token in (stack.token, in_url):
+    for token in (stack.token, *in_url.values()):
         assert token.rsplit(".", 1)[1] not in stdout + stderr
     assert "access_token=" not in stdout + stderr
+
+
+# Run inside an API replica: a WebSocket straight to the API, as the
+# Kubernetes Gateway API and ingress overlays reach it (no nginx of this
+# project to refuse the query string), accepted then refused.
+_STRAIGHT_TO_THE_API = """
+import sys
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+url, token = sys.argv[1:]
+with connect(url, subprotocols=["chat.v1", "bearer." + token]):
+    pass
+try:
+    connect(url, subprotocols=["chat.v1"])
+except InvalidStatus as refused:
+    print(refused.response.status_code)
+"""
+
+
+def test_a_token_in_a_websocket_url_stays_out_of_the_apis_log_without_nginx(stack: Stack) -> None:
+    # uvicorn logs every handshake with its query string; the API's log
+    # filter (app/log_filters.py) keeps the path only.
+    in_url = token_for(stack, jti="in-the-url-straight-to-the-api")
+    url = f"ws://127.0.0.1:8000{WEBSOCKET_PATH}?access_token={in_url}"
+    assert stack.python_in(stack.containers()[0], _STRAIGHT_TO_THE_API, url, stack.token) == "401\n"
+    time.sleep(0.5)  # the refused handshake's app returns after its answer left
+
+    stdout, stderr = stack.compose.get_logs("api")
+    logs = stdout + stderr
+    assert in_url.rsplit(".", 1)[1] not in logs and "access_token=" not in logs
+    assert f'"WebSocket {WEBSOCKET_PATH}" [accepted]' in logs
+    assert f'"WebSocket {WEBSOCKET_PATH}" 401' in logs
+    # A refused handshake is no error (app/worker.py).
+    assert "without completing handshake" not in logs
 
 
 @pytest.mark.parametrize(

@@ -190,6 +190,20 @@ def test_a_malformed_request_line_gets_json(stack: Stack) -> None:
             {"error": {"code": "https_required", "message": "This port speaks HTTPS: use an https:// URL."}},
             id="plain-http-to-https-port",
         ),
+        pytest.param(
+            # Every path proxied to the API refuses a query string, not only
+            # the streams (test_auth_through_proxy.py: tokens in the URL).
+            lambda stack: requests.get(stack.url(path="/healthz?probe=1"), timeout=10),
+            400,
+            {
+                "error": {
+                    "code": "query_not_allowed",
+                    "message": "The API takes no query string. "
+                    "Send credentials in the Authorization header (a WebSocket: as its subprotocol).",
+                }
+            },
+            id="query-string-to-the-api",
+        ),
     ],
 )
 def test_requests_nginx_refuses_get_json(
@@ -221,6 +235,53 @@ def test_a_transfer_encoding_nginx_does_not_implement_gets_json(stack: Stack) ->
     assert head.split(b"\r\n")[0] == b"HTTP/1.1 501 Not Implemented"
     assert b"Content-Type: application/json" in head
     assert json.loads(body)["error"]["code"] == "not_implemented"
+
+
+PRECONDITION_FAILED = {
+    "error": {
+        "code": "precondition_failed",
+        "message": "The file does not meet the If-Match or If-Unmodified-Since condition.",
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "content_type", "expected"),
+    [
+        pytest.param({"If-Match": '"not-its-etag"'}, 412, "application/json", PRECONDITION_FAILED, id="if-match"),
+        pytest.param(
+            {"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"},
+            412,
+            "application/json",
+            PRECONDITION_FAILED,
+            id="if-unmodified-since",
+        ),
+        pytest.param(
+            # Uncompressed: nginx does not serve ranges of a gzipped response.
+            {"Range": "bytes=999999-", "Accept-Encoding": "identity"},
+            416,
+            # nginx gave the HTML file its charset before it checked the range.
+            "application/json; charset=utf-8",
+            {"error": {"code": "range_not_satisfiable", "message": "The requested range is outside the file."}},
+            id="range-past-the-end",
+        ),
+    ],
+)
+def test_conditions_and_ranges_a_static_file_fails_get_json(
+    stack: Stack, headers: dict[str, str], status: int, content_type: str, expected: dict[str, Any]
+) -> None:
+    response = requests.get(stack.url(path="/index.html"), headers=headers, timeout=10)
+    assert (response.status_code, response.headers["content-type"]) == (status, content_type)
+    assert response.json() == expected
+    if status == 416:  # still says how long the file is
+        assert response.headers["content-range"].startswith("bytes */")
+
+
+def test_an_http_version_nginx_does_not_speak_gets_json(stack: Stack) -> None:
+    head, body = raw_request(stack, b"GET / HTTP/2.0\r\nHost: localhost\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 505 HTTP Version Not Supported"
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body) == {"error": {"code": "http_version_not_supported", "message": "Use HTTP/1.1 or HTTP/2."}}
 
 
 def test_a_refused_method_on_a_static_file_is_json_typed_as_json(stack: Stack) -> None:

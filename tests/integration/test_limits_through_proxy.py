@@ -8,6 +8,7 @@ lifts the limits (the suite opens many streams from one address) and is used
 here only for what the API sees.
 """
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 
@@ -16,7 +17,7 @@ import requests
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.integration.stack import Stack
+from tests.integration.stack import STREAM_PATH, Stack
 
 # snippets/location/stream_limits.conf as shipped.
 MAX_STREAMS = 10
@@ -118,6 +119,33 @@ def test_a_spoofed_x_forwarded_for_does_not_make_a_new_client(stack: Stack) -> N
 
     logs, _ = stack.compose.get_logs("proxy-edge")
     assert "203.0.113." not in logs
+
+
+def test_a_token_in_the_url_of_an_11th_stream_is_refused_before_the_limit_logs_it(stack: Stack) -> None:
+    # nginx logs a limit's refusal (at warn) with the request line as sent,
+    # query string included. A query string on the API's paths is refused
+    # before the limits run, with its own 400, and never logged.
+    in_url = "token-in-the-url-of-the-11th-stream"
+    # What an earlier test took on proxy-edge comes back: its stream slots
+    # within a token (100 ms), its start credits at 5 a second.
+    time.sleep(1)
+    with open_streams(stack, "proxy-edge", [None] * MAX_STREAMS) as streams:
+        assert [s.status_code for s in streams] == [200] * MAX_STREAMS
+        refused = requests.post(
+            stack.url("proxy-edge", f"{STREAM_PATH}?access_token={in_url}"),
+            json=LONG_REPLY,
+            headers=stack.auth,
+            timeout=30,
+        )
+        # The control: without a query string the same request meets the limit.
+        with start_stream(stack, "proxy-edge") as limited:
+            assert_refused(limited, TOO_MANY_STREAMS)
+    assert (refused.status_code, refused.headers["content-type"]) == (400, "application/json")
+    assert refused.json()["error"]["code"] == "query_not_allowed"
+
+    stdout, stderr = stack.compose.get_logs("proxy-edge")
+    assert "limiting connections" in stdout + stderr  # nginx does log these refusals
+    assert in_url not in stdout + stderr
 
 
 def api_sees(stack: Stack, service: str, forwarded_for: str) -> str:

@@ -60,12 +60,20 @@ class AccessLogMiddleware:
                 record["status"] = message["status"]
             elif message["type"] == "websocket.accept":
                 record["status"] = 101
+            elif message["type"] == "websocket.http.response.start":  # a refused handshake's answer
+                record["status"] = message["status"]
             elif message["type"] == "websocket.close" and record["status"] is None:
                 record["status"] = 403  # refused before the handshake completed
             await send(message)
 
         try:
             await self.app(scope, receive, recording_send)
+        except Exception:
+            # The 500 is sent outside this middleware (app/errors.py), after
+            # this line is written: say here what the client gets.
+            if record["status"] is None and scope["type"] == "http":
+                record.update(status=500, error="internal_error")
+            raise
         finally:
             RECORD.reset(token)
             self._write(scope, record, time.perf_counter() - started)

@@ -3,6 +3,12 @@
 ``{"error": {"code": ..., "message": ..., "details": [...]}}`` (see
 :class:`app.schemas.ErrorBody`). Validation details never echo the input:
 a rejected message may be large or sensitive.
+
+An exception no handler expects is a 500 ``internal_error`` whose body says
+nothing of it. Starlette's outermost middleware calls that handler, sends its
+answer if no response has started, then raises the exception again, so the
+server still logs its traceback. A stream's failure after its first byte is
+not one of these: the reply ends with an ``error`` event (app.reply_store).
 """
 
 from typing import Any
@@ -62,7 +68,12 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("validation_error", summary, details), status_code=422)
 
 
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(error_body("internal_error", "The server failed to answer. Retry shortly."), status_code=500)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -16,8 +17,9 @@ os.environ.setdefault("CHAT_AUTH_SECRET", TEST_SECRET)
 os.environ.setdefault("CHAT_REPLY_STORE", "memory")
 
 from app.config import Settings, get_settings  # noqa: E402
-from app.main import app  # noqa: E402
+from app.main import app, create_app  # noqa: E402
 from app.tokens import mint  # noqa: E402
+from unexpected_error import add_failing_route  # noqa: E402
 
 
 @pytest.fixture
@@ -59,3 +61,20 @@ def begin_shutdown() -> Iterator[Callable[[], None]]:
         yield lambda: setattr(server, "should_exit", True)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture
+def failing_app(settings: Settings) -> FastAPI:
+    """The app with one more route, which raises an exception no handler
+    expects (unexpected_error.py)."""
+    failing = create_app(settings)
+    add_failing_route(failing)
+    return failing
+
+
+@pytest.fixture
+def failing_client(failing_app: FastAPI) -> Iterator[TestClient]:
+    """A client of ``failing_app`` that returns the 500 the app answers instead
+    of raising the exception again, as a server does after logging it."""
+    with TestClient(failing_app, raise_server_exceptions=False) as test_client:
+        yield test_client

@@ -3,6 +3,8 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
+from unexpected_error import PATH as FAILING_PATH
 
 URL = "/api/chat/message/stream"
 
@@ -65,3 +67,22 @@ def test_json_lines_carry_the_fields() -> None:
     record.access = {"status": 200, "request_id": "r1"}
     line = json.loads(JsonFormatter().format(record))
     assert (line["level"], line["logger"], line["status"], line["request_id"]) == ("info", "app.access", 200, "r1")
+
+
+def test_an_unexpected_error_logs_its_500(failing_client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    # The 500 is sent outside the access log's middleware (app/errors.py).
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        assert failing_client.get(FAILING_PATH).status_code == 500
+    (line,) = lines(caplog)
+    assert line.startswith(f"GET {FAILING_PATH} 500 ") and line.endswith(" error=internal_error")
+
+
+def test_a_refused_websocket_logs_its_status_and_error(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="app.access"),
+        pytest.raises(WebSocketDenialResponse),
+        client.websocket_connect("/api/chat/message/ws", subprotocols=["chat.v1"]),
+    ):
+        pass
+    (line,) = lines(caplog)
+    assert line.startswith("WS /api/chat/message/ws 401 ") and line.endswith(" error=missing_token")

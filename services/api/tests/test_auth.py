@@ -12,7 +12,7 @@ import pytest
 from app.config import Settings
 from app.tokens import mint
 from fastapi.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
+from starlette.testclient import WebSocketDenialResponse
 
 URL = "/api/chat/message/stream"
 CHALLENGE = 'Bearer realm="chat", error="invalid_token"'
@@ -188,17 +188,40 @@ def test_a_token_that_expires_mid_stream_ends_it(client: TestClient, settings: S
     assert len([item for item in data if "index" in item]) < 20  # cut short, not a complete reply
 
 
-def test_a_websocket_without_a_valid_token_is_refused(client: TestClient, settings: Settings) -> None:
-    tokens = bad_tokens(settings)
-    for protocols in (
-        ["chat.v1"],
-        ["chat.v1", f"bearer.{tokens['wrong-key']}"],
-        ["chat.v1", f"bearer.{tokens['scope-list-with-spaces']}"],
-        ["chat.v1", f"bearer.{tokens['empty-sub']}"],
+INVALID = {"code": "invalid_token", "message": "The token is not valid."}
+MISSING_SUBPROTOCOL = {
+    "code": "missing_token",
+    "message": "Send the token as a subprotocol: bearer.<token>, beside chat.v1.",
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "challenge", "error"),
+    [
+        pytest.param(None, 401, 'Bearer realm="chat"', MISSING_SUBPROTOCOL, id="missing"),
+        pytest.param("wrong-key", 401, CHALLENGE, INVALID, id="wrong-key"),
+        pytest.param("scope-list-with-spaces", 401, CHALLENGE, INVALID, id="scope-list-with-spaces"),
+        pytest.param("empty-sub", 401, CHALLENGE, INVALID, id="empty-sub"),
+        pytest.param("expired", 401, CHALLENGE, {"code": "invalid_token", "message": "The token has expired."},
+                     id="expired"),
+        pytest.param("no-scope", 403, 'Bearer realm="chat", error="insufficient_scope", scope="chat:stream"',
+                     {"code": "insufficient_scope", "message": "The token lacks the chat:stream scope."},
+                     id="no-scope"),
+    ],
+)  # fmt: skip
+def test_a_websocket_without_a_valid_token_gets_the_http_apis_error(
+    client: TestClient, settings: Settings, kind: str | None, status: int, challenge: str, error: dict[str, str]
+) -> None:
+    # The handshake is refused before the upgrade with the JSON the HTTP API
+    # answers (ASGI's WebSocket denial response).
+    tokens = {**bad_tokens(settings), "no-scope": mint(settings, "alice", scope="profile")}
+    protocols = ["chat.v1"] if kind is None else ["chat.v1", f"bearer.{tokens[kind]}"]
+    with (
+        pytest.raises(WebSocketDenialResponse) as refused,
+        client.websocket_connect(URL.replace("stream", "ws"), subprotocols=protocols),
     ):
-        with (
-            pytest.raises(WebSocketDisconnect) as refused,
-            client.websocket_connect(URL.replace("stream", "ws"), subprotocols=protocols),
-        ):
-            pass
-        assert refused.value.code == 1008
+        pass
+    response = refused.value
+    assert (response.status_code, response.headers["content-type"]) == (status, "application/json")
+    assert response.headers["www-authenticate"] == challenge
+    assert response.json() == {"error": error}

@@ -179,3 +179,19 @@ def test_a_client_gone_before_its_refusal_is_not_an_error(client: TestClient, to
 
     run_websocket(client, app, protocols(token), receive, send, timeout=5)
     assert [m["type"] for m in sent] == ["websocket.accept"]
+
+
+def test_without_the_denial_response_extension_a_refusal_is_a_close(client: TestClient) -> None:
+    # A server that cannot send an HTTP answer to a handshake (no
+    # "websocket.http.response" in the scope's extensions) gets a close before
+    # the accept, which it answers with an empty 403.
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    run_websocket(client, app, ["chat.v1"], receive, send, timeout=5)
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]

@@ -7,9 +7,17 @@ from app.config import Settings
 from app.main import create_app
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from starlette.websockets import WebSocketDisconnect
+from starlette.testclient import WebSocketDenialResponse
 
 ALLOWED = "https://app.example.com"
+# The answer to a handshake from another origin, before the upgrade.
+ORIGIN_REFUSED = {"error": {"code": "origin_not_allowed", "message": "This origin may not open the chat WebSocket."}}
+
+
+def assert_origin_refused(refused: pytest.ExceptionInfo[WebSocketDenialResponse]) -> None:
+    response = refused.value
+    assert (response.status_code, response.headers["content-type"]) == (403, "application/json")
+    assert response.json() == ORIGIN_REFUSED
 
 
 @pytest.fixture
@@ -74,12 +82,12 @@ def test_websocket_origin_check(client: TestClient, token: str, origin: str | No
             assert ws.receive_json()["event"] == "start"
     else:
         with (
-            pytest.raises(WebSocketDisconnect) as refused,
+            pytest.raises(WebSocketDenialResponse) as refused,
             # With a valid token: the origin alone must be the reason.
             client.websocket_connect("/api/chat/message/ws", headers=headers, subprotocols=protocols),
         ):
             pass
-        assert refused.value.code == 1008
+        assert_origin_refused(refused)
 
 
 @pytest.mark.parametrize(
@@ -126,8 +134,8 @@ def test_the_websocket_origin_is_scheme_host_and_port(
             assert ws.receive_json()["event"] == "start"
     else:
         with (
-            pytest.raises(WebSocketDisconnect) as refused,
+            pytest.raises(WebSocketDenialResponse) as refused,
             client.websocket_connect(url, headers=headers, subprotocols=protocols),
         ):
             pass
-        assert refused.value.code == 1008
+        assert_origin_refused(refused)

@@ -20,14 +20,19 @@ A ``last_event_id`` that names no token of a reply the caller may resume
 ``resume_unavailable`` error event and 1000, as over HTTP.
 
 The token comes as a subprotocol, ``bearer.<token>``, beside ``chat.v1``
-(see app/auth.py). Without a valid one the handshake gets HTTP 403.
+(see app/auth.py). A refused handshake gets the HTTP API's JSON error, before
+the upgrade: 401 ``missing_token`` or ``invalid_token``, 403
+``insufficient_scope``, 403 ``origin_not_allowed`` (below). It is sent as
+ASGI's WebSocket denial response, which uvicorn supports; a server without it
+gets a close before the accept, which it answers with an empty 403.
 
 Server pings (every 20 s, see app/worker.py) keep idle connections alive.
 
 Browsers send an Origin header with the handshake and CORS does not apply to
 WebSockets (Starlette's CORS middleware passes them through), so the origin
-is checked here: the page's own origin, or one in CHAT_CORS_ORIGINS. Any
-other origin gets HTTP 403 before the upgrade. Clients that send no Origin
+is checked here, before the token: the page's own origin, or one in
+CHAT_CORS_ORIGINS. Any other origin gets 403 ``origin_not_allowed``, and
+learns nothing about its token. Clients that send no Origin
 (not browsers) are not checked. An origin is scheme, host and port (RFC 6454):
 a page on another port or scheme of the same host is another origin.
 """
@@ -41,15 +46,17 @@ from urllib.parse import urlsplit
 
 import anyio
 from fastapi import APIRouter, Depends, WebSocket
+from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from app.auth import WEBSOCKET_PROTOCOL, Authenticator, get_authenticator, websocket_token
+from app import access_log
+from app.auth import REALM, WEBSOCKET_PROTOCOL, Authenticator, AuthError, Principal, get_authenticator, websocket_token
 from app.conversation import Refused, open_stream
 from app.deps import OpenStreamsDep, SettingsDep, SourceDep, StoreDep
 from app.errors import ApiError
 from app.events import ChatEvent
-from app.schemas import ChatRequest
+from app.schemas import ChatRequest, error_body
 from app.streaming import StreamRequest
 
 logger = logging.getLogger(__name__)
@@ -118,6 +125,27 @@ def _origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     return page is not None and _parse_origin(origin) == page
 
 
+def _admit(websocket: WebSocket, allowed_origins: list[str], authenticator: Authenticator) -> Principal:
+    """The caller, or the :class:`ApiError` that refuses the handshake."""
+    if not _origin_allowed(websocket, allowed_origins):
+        raise ApiError(403, "origin_not_allowed", "This origin may not open the chat WebSocket.")
+    token = websocket_token(websocket)
+    if not token:
+        raise AuthError(401, "missing_token", "Send the token as a subprotocol: bearer.<token>, beside chat.v1.", REALM)
+    return authenticator.verify(token)
+
+
+async def _deny(websocket: WebSocket, error: ApiError) -> None:
+    """Answer the handshake with ``error`` as JSON, before the upgrade."""
+    access_log.note(error=error.code)
+    if "websocket.http.response" not in websocket.scope.get("extensions", {}):
+        await websocket.close(code=1008)  # the server answers an empty 403
+        return
+    body = JSONResponse(error_body(error.code, error.message), status_code=error.status_code, headers=error.headers)
+    with suppress(WebSocketDisconnect):  # a client that already left needs no answer
+        await websocket.send_denial_response(body)
+
+
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     # A client that already left needs no answer, and is no error (_send_reply).
     with suppress(WebSocketDisconnect):
@@ -176,14 +204,10 @@ async def chat_over_websocket(
     streams: OpenStreamsDep,
     authenticator: Annotated[Authenticator, Depends(get_authenticator)],
 ) -> None:
-    token = websocket_token(websocket)
-    principal = None
-    if token and _origin_allowed(websocket, settings.cors_origins):
-        with suppress(ApiError):  # an invalid token is refused below, like a missing one
-            principal = authenticator.verify(token)
-    if principal is None:
-        await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
-        return
+    try:
+        principal = _admit(websocket, settings.cors_origins, authenticator)
+    except ApiError as exc:
+        return await _deny(websocket, exc)
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=WEBSOCKET_PROTOCOL if WEBSOCKET_PROTOCOL in offered else None)
     stream = streams.stream(sse=False)
