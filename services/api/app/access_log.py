@@ -69,8 +69,9 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         except Exception:
-            # The 500 is sent outside this middleware (app/errors.py), after
-            # this line is written: say here what the client gets.
+            # An exception no inner layer answered (app/errors.py): Starlette's
+            # outermost middleware sends its 500 after this line is written.
+            # Say here what the client gets.
             if record["status"] is None and scope["type"] == "http":
                 record.update(status=500, error="internal_error")
             raise

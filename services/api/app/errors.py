@@ -5,21 +5,35 @@
 a rejected message may be large or sensitive.
 
 An exception no handler expects is a 500 ``internal_error`` whose body says
-nothing of it. Starlette's outermost middleware calls that handler, sends its
-answer if no response has started, then raises the exception again, so the
-server still logs its traceback. A stream's failure after its first byte is
-not one of these: the reply ends with an ``error`` event (app.reply_store).
+nothing of it, answered by :class:`UnexpectedErrors`, the innermost
+middleware. Starlette would answer it from its outermost one, outside CORS
+and the request id: a cross-origin page could not read that 500, and it would
+carry no ``X-Request-ID``. The middleware logs the traceback with the request
+id, and the connection stays open (uvicorn closes one after an exception).
+Once a response has started, a second start would break it: the exception
+goes on to the server, which logs it and closes the connection.
+
+A chat stream runs outside this middleware (app.handoff), so that it holds
+none of its frames for minutes. Its failures are its own: the reply ends with
+an ``error`` event (app.reply_store). The handler for ``Exception`` in
+:func:`install`, Starlette's outermost, stays for what fails outside
+:class:`UnexpectedErrors` before a response starts: the other middleware, or
+a stream before its first byte. That 500 has no CORS headers and no request id.
 """
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import access_log
 from app.schemas import error_body
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -68,8 +82,41 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("validation_error", summary, details), status_code=422)
 
 
-async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+def _internal_error() -> JSONResponse:
     return JSONResponse(error_body("internal_error", "The server failed to answer. Retry shortly."), status_code=500)
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    return _internal_error()
+
+
+class UnexpectedErrors:
+    """The JSON 500 for an exception no handler expects. Add it first (innermost)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True  # before the send: a start that failed was still tried
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            request_id = scope.get("state", {}).get("request_id")
+            logger.exception("unexpected error answering %s %s rid=%s", scope["method"], scope["path"], request_id)
+            access_log.note(error="internal_error")
+            await _internal_error()(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:

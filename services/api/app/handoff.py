@@ -11,8 +11,8 @@ the handoff, 27.9 KiB with it: `make bench-memory`, 2,000 streams; README,
 So the streaming route returns :class:`Deferred`, which sends nothing and
 leaves the real response on the request's scope; FastAPI and Starlette
 return as for any other request, and :class:`StreamHandoff`, the innermost
-middleware, then runs the stream with the same ``receive`` and ``send``
-(still wrapped by the outer middleware: CORS, request id, access log).
+middleware but app.errors', then runs the stream with the same ``receive`` and
+``send`` (still wrapped by the outer middleware: CORS, request id, access log).
 Everything before the first stream byte is unchanged: validation, the token,
 the JSON errors of :mod:`app.errors`.
 """
@@ -35,7 +35,8 @@ class Deferred(Response):
 
 
 class StreamHandoff:
-    """Runs the stream a :class:`Deferred` left. Add it first (innermost)."""
+    """Runs the stream a :class:`Deferred` left. Add it inside every
+    middleware that must wrap the stream's sends."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

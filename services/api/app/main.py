@@ -96,7 +96,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     errors.install(app)
-    # Innermost: a stream runs after the request handling returned (app.handoff).
+    # Innermost: the JSON 500 for an exception no handler expects, inside
+    # CORS and the request id so that it carries both (app.errors).
+    app.add_middleware(errors.UnexpectedErrors)
+    # A stream runs after the request handling returned (app.handoff),
+    # outside the layer above, which holds nothing of it.
     app.add_middleware(StreamHandoff)
     # An explicit allowlist, no credentials (the API reads no cookies), and
     # only what a streaming client sends and reads.

@@ -65,8 +65,8 @@ def begin_shutdown() -> Iterator[Callable[[], None]]:
 
 @pytest.fixture
 def failing_app(settings: Settings) -> FastAPI:
-    """The app with one more route, which raises an exception no handler
-    expects (unexpected_error.py)."""
+    """The app with routes that raise an exception no handler expects
+    (unexpected_error.py)."""
     failing = create_app(settings)
     add_failing_route(failing)
     return failing
@@ -74,7 +74,7 @@ def failing_app(settings: Settings) -> FastAPI:
 
 @pytest.fixture
 def failing_client(failing_app: FastAPI) -> Iterator[TestClient]:
-    """A client of ``failing_app`` that returns the 500 the app answers instead
-    of raising the exception again, as a server does after logging it."""
-    with TestClient(failing_app, raise_server_exceptions=False) as test_client:
+    """A client of ``failing_app``. It raises an exception that reaches the
+    server, as uvicorn would log it: the app's 500 must not let one through."""
+    with TestClient(failing_app) as test_client:
         yield test_client

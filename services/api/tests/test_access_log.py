@@ -70,7 +70,6 @@ def test_json_lines_carry_the_fields() -> None:
 
 
 def test_an_unexpected_error_logs_its_500(failing_client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
-    # The 500 is sent outside the access log's middleware (app/errors.py).
     with caplog.at_level(logging.INFO, logger="app.access"):
         assert failing_client.get(FAILING_PATH).status_code == 500
     (line,) = lines(caplog)
