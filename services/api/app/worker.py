@@ -5,11 +5,13 @@ gunicorn; the WebSocket ones are set here, with the WebSocket protocol below.
 Ref: https://www.uvicorn.org/settings/#implementation
 """
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn_worker import UvicornWorker
+
+if TYPE_CHECKING:  # a private module of uvicorn's: for the type checker only
+    from uvicorn._types import ASGISendEvent
 
 
 class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -22,7 +24,7 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
     marks it; this does the same. tests/test_worker.py fails if a uvicorn
     upgrade makes the class useless or wrong."""
 
-    async def send(self, message: ASGISendEvent) -> None:
+    async def send(self, message: "ASGISendEvent") -> None:
         await super().send(message)
         if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
             self.handshake_complete = True
