@@ -20,6 +20,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 from uvicorn_server import serving
 from websockets.exceptions import InvalidStatus
+from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
@@ -35,10 +36,18 @@ async def handshake(websocket: WebSocket) -> None:
         await websocket.send_denial_response(PlainTextResponse("refused", status_code=401))
 
 
+async def echo(websocket: WebSocket) -> None:
+    """Answers one text frame with its text, then closes."""
+    await websocket.accept()
+    await websocket.send_text(await websocket.receive_text())
+    await websocket.close()
+
+
 @pytest.fixture
 def ws_url() -> Iterator[str]:
     """A real uvicorn server with the API worker's WebSocket protocol."""
-    with serving(Starlette(routes=[WebSocketRoute("/ws", handshake)]), ws=ChatWebSocketProtocol) as port:
+    routes = [WebSocketRoute("/ws", handshake), WebSocketRoute("/echo", echo)]
+    with serving(Starlette(routes=routes), ws=ChatWebSocketProtocol) as port:
         yield f"ws://127.0.0.1:{port}/ws"
 
 
@@ -63,6 +72,27 @@ def test_the_handshake_lines_keep_the_path_and_lose_credentials(ws_url: str, cap
     assert f"< sec-websocket-protocol: {REDACTED}" in shown
 
 
+def test_the_frame_lines_keep_their_type_and_size_and_lose_their_text(
+    ws_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent = json.dumps({"message": "message-secret"})
+    with caplog.at_level(logging.DEBUG, logger="uvicorn.error"):
+        with connect(ws_url.replace("/ws", "/echo")) as websocket:
+            websocket.send(sent)
+            assert websocket.recv(timeout=5) == sent
+        time.sleep(0.2)  # the server thread writes its last lines after the client returns
+    records = [r for r in caplog.records if r.name == "uvicorn.error"]
+    # What the filter is for: websockets writes the text it receives and sends.
+    assert sum("message-secret" in r.getMessage() for r in records) == 2
+
+    assert all(NoCredentials().filter(record) for record in records)
+    shown = [r.getMessage() for r in records]
+    assert not [line for line in shown if "secret" in line]
+    frame = f"TEXT {REDACTED} [{len(sent)} bytes]"
+    assert (f"< {frame}", f"> {frame}") == tuple(line for line in shown if line.endswith(frame)), shown
+    assert "> CLOSE 1000 (OK) [2 bytes]" in shown  # a control frame stays whole
+
+
 @pytest.mark.parametrize(
     ("msg", "args", "shown"),
     [
@@ -73,6 +103,14 @@ def test_the_handshake_lines_keep_the_path_and_lose_credentials(ws_url: str, cap
         pytest.param("%s - %s", ("127.0.0.1:5", "not/a/path?x"), "127.0.0.1:5 - not/a/path?x", id="not-a-path"),
         pytest.param("%(path)s", ({"path": "/p?q"},), "/p?q", id="mapping-args"),
         pytest.param("no args", (), "no args", id="no-args"),
+        pytest.param(
+            "< %s",
+            (Frame(Opcode.BINARY, b"secret", fin=False),),
+            f"< BINARY {REDACTED} [6 bytes, continued]",
+            id="binary-frame",
+        ),
+        pytest.param("> %s", (Frame(Opcode.PING, b"1234"),), "> PING '1234' [text, 4 bytes]", id="ping-frame"),
+        pytest.param("< %s", ("not a frame",), "< not a frame", id="not-a-frame"),
     ],
 )
 def test_credentials_filter(msg: str, args: tuple[object, ...], shown: str) -> None:
