@@ -19,6 +19,8 @@ an ``error`` event (app.reply_store). The handler for ``Exception`` in
 :func:`install`, Starlette's outermost, stays for what fails outside
 :class:`UnexpectedErrors` before a response starts: the other middleware, or
 a stream before its first byte. That 500 has no CORS headers and no request id.
+Starlette's handler skips WebSockets: the chat WebSocket's route answers a
+handshake that fails with the same 500, as JSON (app/routes/chat_ws.py).
 """
 
 import logging
@@ -82,8 +84,21 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("validation_error", summary, details), status_code=422)
 
 
+def internal_error() -> ApiError:
+    """The refusal for an exception no handler expects: it says nothing of it."""
+    return ApiError(500, "internal_error", "The server failed to answer. Retry shortly.")
+
+
+def log_unexpected(scope: Scope) -> None:
+    """Log the exception being handled, with its traceback and request id."""
+    method = scope["method"] if scope["type"] == "http" else "WS"
+    request_id = scope.get("state", {}).get("request_id")
+    logger.exception("unexpected error answering %s %s rid=%s", method, scope["path"], request_id)
+
+
 def _internal_error() -> JSONResponse:
-    return JSONResponse(error_body("internal_error", "The server failed to answer. Retry shortly."), status_code=500)
+    error = internal_error()
+    return JSONResponse(error_body(error.code, error.message), status_code=error.status_code)
 
 
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
@@ -113,8 +128,7 @@ class UnexpectedErrors:
         except Exception:
             if started:
                 raise
-            request_id = scope.get("state", {}).get("request_id")
-            logger.exception("unexpected error answering %s %s rid=%s", scope["method"], scope["path"], request_id)
+            log_unexpected(scope)
             access_log.note(error="internal_error")
             await _internal_error()(scope, receive, send)
 

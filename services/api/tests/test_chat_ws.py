@@ -9,6 +9,7 @@ from app.main import app
 from app.twin import reply_tokens
 from fastapi.testclient import TestClient
 from raw_asgi import run_websocket
+from starlette.testclient import WebSocketDenialResponse
 from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect
 from uvicorn.protocols.utils import ClientDisconnected
@@ -195,3 +196,27 @@ def test_without_the_denial_response_extension_a_refusal_is_a_close(client: Test
 
     run_websocket(client, app, ["chat.v1"], receive, send, timeout=5)
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]
+
+
+def test_an_unexpected_error_before_the_accept_is_a_json_500(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Uncaught, it would be uvicorn's plain-text 500: Starlette's JSON one skips WebSockets.
+    def fail(token: str) -> None:
+        raise RuntimeError("a detail the client must not see")
+
+    monkeypatch.setattr(app.state.authenticator, "verify", fail)
+    with (
+        caplog.at_level(logging.ERROR),
+        pytest.raises(WebSocketDenialResponse) as refused,
+        client.websocket_connect(URL, headers={"X-Request-ID": "rid-ws"}, subprotocols=protocols("any")),
+    ):
+        pass
+
+    response = refused.value
+    assert (response.status_code, response.headers["content-type"]) == (500, "application/json")
+    assert response.json() == {
+        "error": {"code": "internal_error", "message": "The server failed to answer. Retry shortly."}
+    }
+    (record,) = [r for r in caplog.records if r.exc_info]
+    assert (record.name, record.getMessage()) == ("app.errors", f"unexpected error answering WS {URL} rid=rid-ws")

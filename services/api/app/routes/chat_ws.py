@@ -22,7 +22,8 @@ A ``last_event_id`` that names no token of a reply the caller may resume
 The token comes as a subprotocol, ``bearer.<token>``, beside ``chat.v1``
 (see app/auth.py). A refused handshake gets the HTTP API's JSON error, before
 the upgrade: 401 ``missing_token`` or ``invalid_token``, 403
-``insufficient_scope``, 403 ``origin_not_allowed`` (below). It is sent as
+``insufficient_scope``, 403 ``origin_not_allowed`` (below), and 500
+``internal_error`` for an exception no handler expects. It is sent as
 ASGI's WebSocket denial response, which uvicorn supports; a server without it
 gets a close before the accept, which it answers with an empty 403.
 
@@ -54,7 +55,7 @@ from app import access_log
 from app.auth import REALM, WEBSOCKET_PROTOCOL, Authenticator, AuthError, Principal, get_authenticator, websocket_token
 from app.conversation import Refused, open_stream
 from app.deps import OpenStreamsDep, SettingsDep, SourceDep, StoreDep
-from app.errors import ApiError
+from app.errors import ApiError, internal_error, log_unexpected
 from app.events import ChatEvent
 from app.schemas import ChatRequest, error_body
 from app.streaming import StreamRequest
@@ -208,6 +209,11 @@ async def chat_over_websocket(
         principal = _admit(websocket, settings.cors_origins, authenticator)
     except ApiError as exc:
         return await _deny(websocket, exc)
+    except Exception:
+        # Starlette's JSON 500 skips WebSockets: uncaught, this would be
+        # uvicorn's plain-text 500.
+        log_unexpected(websocket.scope)
+        return await _deny(websocket, internal_error())
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=WEBSOCKET_PROTOCOL if WEBSOCKET_PROTOCOL in offered else None)
     stream = streams.stream(sse=False)
