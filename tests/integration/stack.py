@@ -14,6 +14,7 @@ from app.config import Settings
 from testcontainers.compose import DockerCompose
 from websockets.typing import Subprotocol
 
+from tests.durations import seconds
 from tests.integration.images import COMPOSE_FILES
 from tests.integration.images import ROOT as ROOT  # re-exported: the tests find files from it
 
@@ -47,15 +48,6 @@ PRODUCER_LEASE_SECONDS = float(_API["CHAT_PRODUCER_LEASE_SECONDS"])
 MAX_REPLIES = int(_API.get("CHAT_MAX_REPLIES") or Settings.model_fields["max_replies"].default)
 
 
-def _seconds(duration: str) -> float:
-    """A Compose or nginx duration ("30s", "1m30s", "500ms", or a bare number of seconds)."""
-    if duration.isdigit():
-        return float(duration)
-    parts = re.findall(r"(\d+)(ms|s|m|h)", duration)
-    assert parts and "".join(number + unit for number, unit in parts) == duration, duration
-    return sum(float(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit] for number, unit in parts)
-
-
 def _nginx_directive(name: str, snippet: str) -> str:
     """The value of a directive set once in one of the proxy's snippets."""
     text = (ROOT / "services" / "nginx" / "snippets" / snippet).read_text()
@@ -67,8 +59,8 @@ def _nginx_directive(name: str, snippet: str) -> str:
 # What compose.yaml and the proxy's snippets set, read from them, for the
 # tests that hold the stack to it.
 _SHIPPED = yaml.load((ROOT / COMPOSE_FILES[0]).read_text(), Loader=_ComposeLoader)["services"]
-STOP_GRACE_SECONDS = _seconds(_SHIPPED["api"]["stop_grace_period"])
-PROXY_CONNECT_TIMEOUT_SECONDS = _seconds(_nginx_directive("proxy_connect_timeout", "location/proxy_headers.conf"))
+STOP_GRACE_SECONDS = seconds(_SHIPPED["api"]["stop_grace_period"])
+PROXY_CONNECT_TIMEOUT_SECONDS = seconds(_nginx_directive("proxy_connect_timeout", "location/proxy_headers.conf"))
 PROXY_NEXT_UPSTREAM_TRIES = int(_nginx_directive("proxy_next_upstream_tries", "location/proxy_headers.conf"))
 
 # Reads the worker's memory and the metrics from inside the API container:
