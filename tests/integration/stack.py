@@ -21,6 +21,16 @@ from tests.integration.images import ROOT as ROOT  # re-exported: the tests find
 STREAM_PATH = "/api/chat/message/stream"
 WEBSOCKET_PATH = "/api/chat/message/ws"
 
+# nginx's answer to a query string on the API's paths (snippets/server/json_errors.conf),
+# which the tests of tokens in URLs, of bad input and of the limits expect.
+QUERY_NOT_ALLOWED = {
+    "error": {
+        "code": "query_not_allowed",
+        "message": "The API takes no query string. "
+        "Send credentials in the Authorization header (a WebSocket: as its subprotocol).",
+    }
+}
+
 
 class _ComposeLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
     """YAML with Compose's merge tags (!override, !reset) read as plain values."""

@@ -13,21 +13,13 @@ from websockets.http11 import Response
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
-from tests.integration.stack import STREAM_PATH, WEBSOCKET_PATH, Stack
+from tests.integration.stack import QUERY_NOT_ALLOWED, STREAM_PATH, WEBSOCKET_PATH, Stack
 
 INVALID = {"error": {"code": "invalid_token", "message": "The token is not valid."}}
 MISSING = {"error": {"code": "missing_token", "message": "Send Authorization: Bearer <token>."}}
 # A WebSocket handshake without a token (the token goes as a subprotocol).
 MISSING_SUBPROTOCOL = {
     "error": {"code": "missing_token", "message": "Send the token as a subprotocol: bearer.<token>, beside chat.v1."}
-}
-# A query string on the API's paths, at nginx (snippets/http/query_strings.conf).
-QUERY_NOT_ALLOWED = {
-    "error": {
-        "code": "query_not_allowed",
-        "message": "The API takes no query string. "
-        "Send credentials in the Authorization header (a WebSocket: as its subprotocol).",
-    }
 }
 
 

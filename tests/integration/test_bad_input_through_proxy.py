@@ -12,7 +12,7 @@ import requests
 
 from streamcheck import clients
 from streamcheck.timing import Kind, classify
-from tests.integration.stack import Stack
+from tests.integration.stack import QUERY_NOT_ALLOWED, Stack
 
 JSON = {"Content-Type": "application/json"}
 
@@ -195,13 +195,7 @@ def test_a_malformed_request_line_gets_json(stack: Stack) -> None:
             # the streams (test_auth_through_proxy.py: tokens in the URL).
             lambda stack: requests.get(stack.url(path="/healthz?probe=1"), timeout=10),
             400,
-            {
-                "error": {
-                    "code": "query_not_allowed",
-                    "message": "The API takes no query string. "
-                    "Send credentials in the Authorization header (a WebSocket: as its subprotocol).",
-                }
-            },
+            QUERY_NOT_ALLOWED,
             id="query-string-to-the-api",
         ),
     ],
