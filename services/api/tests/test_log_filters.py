@@ -14,11 +14,7 @@ from pathlib import Path
 import pytest
 from app.log_filters import REDACTED, NoClosedSocketNoise, NoCredentials
 from app.worker import ChatWebSocketProtocol
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
-from uvicorn_server import serving
+from uvicorn_server import REFUSE_OR_ECHO, serving
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
@@ -26,19 +22,10 @@ from websockets.typing import Subprotocol
 API = Path(__file__).resolve().parents[1]
 
 
-async def handshake(websocket: WebSocket) -> None:
-    """Accepts a client that offers the "ok" subprotocol, refuses any other."""
-    if "ok" in websocket.scope["subprotocols"]:
-        await websocket.accept(subprotocol="ok")
-        await websocket.close()
-    else:
-        await websocket.send_denial_response(PlainTextResponse("refused", status_code=401))
-
-
 @pytest.fixture
 def ws_url() -> Iterator[str]:
     """A real uvicorn server with the API worker's WebSocket protocol."""
-    with serving(Starlette(routes=[WebSocketRoute("/ws", handshake)]), ws=ChatWebSocketProtocol) as port:
+    with serving(REFUSE_OR_ECHO, ws=ChatWebSocketProtocol) as port:
         yield f"ws://127.0.0.1:{port}/ws"
 
 
