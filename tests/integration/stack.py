@@ -72,6 +72,8 @@ _SHIPPED = yaml.load((ROOT / COMPOSE_FILES[0]).read_text(), Loader=_ComposeLoade
 STOP_GRACE_SECONDS = seconds(_SHIPPED["api"]["stop_grace_period"])
 PROXY_CONNECT_TIMEOUT_SECONDS = seconds(_nginx_directive("proxy_connect_timeout", "location/proxy_headers.conf"))
 PROXY_NEXT_UPSTREAM_TRIES = int(_nginx_directive("proxy_next_upstream_tries", "location/proxy_headers.conf"))
+# How long nginx keeps the addresses "api" resolved to (its resolver's valid=).
+PROXY_DNS_VALID_SECONDS = seconds(re.findall(r"\bvalid=(\S+)", _nginx_directive("resolver", "http/api.conf"))[0])
 
 # Reads the worker's memory and the metrics from inside the API container:
 # /metrics is not routed by the proxy.
