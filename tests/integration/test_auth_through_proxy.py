@@ -137,14 +137,25 @@ import sys
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-url, token = sys.argv[1:]
+url, token, request_id = sys.argv[1:]
 with connect(url, subprotocols=["chat.v1", "bearer." + token]):
     pass
 try:
-    connect(url, subprotocols=["chat.v1"])
+    connect(url, subprotocols=["chat.v1"], additional_headers={"X-Request-ID": request_id})
 except InvalidStatus as refused:
     print(refused.response.status_code)
 """
+
+
+def api_logs_once(stack: Stack, line: str, timeout: float = 10) -> str:
+    """The API's logs, once they hold ``line``; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stdout, stderr = stack.compose.get_logs("api")
+        if line in stdout + stderr:
+            return stdout + stderr
+        assert time.monotonic() < deadline, f"{line!r} not in the API's log after {timeout} s"
+        time.sleep(0.2)
 
 
 def test_a_token_in_a_websocket_url_stays_out_of_the_apis_log_without_nginx(stack: Stack) -> None:
@@ -152,11 +163,15 @@ def test_a_token_in_a_websocket_url_stays_out_of_the_apis_log_without_nginx(stac
     # filter (app/log_filters.py) keeps the path only.
     in_url = token_for(stack, jti="in-the-url-straight-to-the-api")
     url = f"ws://127.0.0.1:8000{WEBSOCKET_PATH}?access_token={in_url}"
-    assert stack.python_in(stack.containers()[0], _STRAIGHT_TO_THE_API, url, stack.token) == "401\n"
-    time.sleep(0.5)  # the refused handshake's app returns after its answer left
+    request_id = f"refused-handshake-{time.time_ns()}"
+    assert stack.python_in(stack.containers()[0], _STRAIGHT_TO_THE_API, url, stack.token, request_id) == "401\n"
+    # The refused handshake's own access line (app/access_log.py, found by
+    # its request id) is written as its app returns, just before uvicorn
+    # would log the error below: once the line is in, so would the error be.
+    logs = api_logs_once(stack, f" rid={request_id}")
+    [line] = [line for line in logs.splitlines() if f" rid={request_id}" in line]
+    assert f"WS {WEBSOCKET_PATH} 401 " in line, line
 
-    stdout, stderr = stack.compose.get_logs("api")
-    logs = stdout + stderr
     assert in_url.rsplit(".", 1)[1] not in logs and "access_token=" not in logs
     assert f'"WebSocket {WEBSOCKET_PATH}" [accepted]' in logs
     assert f'"WebSocket {WEBSOCKET_PATH}" 401' in logs
