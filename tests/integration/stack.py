@@ -33,7 +33,8 @@ QUERY_NOT_ALLOWED = {
 
 
 class _ComposeLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
-    """YAML with Compose's merge tags (!override, !reset) read as plain values."""
+    """YAML with Compose's merge tags (!override, !reset) read as plain values
+    (YAML's own merge keys, ``<<:``, SafeLoader resolves as Compose does)."""
 
 
 for _tag in ("!override", "!reset"):
