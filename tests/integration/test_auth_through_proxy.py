@@ -17,6 +17,7 @@ from tests.integration.stack import QUERY_NOT_ALLOWED, STREAM_PATH, WEBSOCKET_PA
 
 INVALID = {"error": {"code": "invalid_token", "message": "The token is not valid."}}
 MISSING = {"error": {"code": "missing_token", "message": "Send Authorization: Bearer <token>."}}
+NO_SCOPE = {"error": {"code": "insufficient_scope", "message": "The token lacks the chat:stream scope."}}
 # A WebSocket handshake without a token (the token goes as a subprotocol).
 MISSING_SUBPROTOCOL = {
     "error": {"code": "missing_token", "message": "Send the token as a subprotocol: bearer.<token>, beside chat.v1."}
@@ -33,10 +34,12 @@ def post(stack: Stack, headers: dict[str, str], body: dict[str, Any] | None = No
     return requests.post(stack.url(), json=body or {"message": "hi"}, headers=headers, timeout=10)
 
 
-def refused_handshake(url: str) -> Response:
-    """The answer to a WebSocket handshake the server refused."""
+def refused_handshake(url: str, token: str | None = None) -> Response:
+    """The answer to a WebSocket handshake the server refused (with
+    ``token`` as its bearer subprotocol, or none)."""
+    protocols = [Subprotocol("chat.v1"), *([Subprotocol(f"bearer.{token}")] if token else [])]
     with pytest.raises(InvalidStatus) as refused:
-        connect(url, subprotocols=[Subprotocol("chat.v1")])
+        connect(url, subprotocols=protocols)
     return refused.value.response
 
 
@@ -49,9 +52,7 @@ def refused_handshake(url: str) -> Response:
         pytest.param("alg-none", 401, INVALID, id="alg-none"),
         pytest.param("expired", 401, {"error": {"code": "invalid_token", "message": "The token has expired."}},
                      id="expired"),
-        pytest.param("no-scope", 403,
-                     {"error": {"code": "insufficient_scope", "message": "The token lacks the chat:stream scope."}},
-                     id="missing-scope"),
+        pytest.param("no-scope", 403, NO_SCOPE, id="missing-scope"),
     ],
 )  # fmt: skip
 def test_bad_tokens_get_exact_errors(stack: Stack, kind: str, status: int, expected: dict[str, Any]) -> None:
@@ -94,11 +95,24 @@ def test_many_new_conversations_never_free_another_subjects_one(stack: Stack) ->
     assert (response.status_code, response.json()["error"]["code"]) == (404, "conversation_not_found")
 
 
-def test_a_websocket_without_a_token_gets_the_json_401(stack: Stack) -> None:
-    response = refused_handshake(stack.ws_url())
-    assert (response.status_code, response.headers["content-type"]) == (401, "application/json")
-    assert response.headers["www-authenticate"] == 'Bearer realm="chat"'
-    assert response.body is not None and json.loads(response.body) == MISSING_SUBPROTOCOL
+@pytest.mark.parametrize(
+    ("kind", "status", "challenge", "expected"),
+    [
+        pytest.param("none", 401, 'Bearer realm="chat"', MISSING_SUBPROTOCOL, id="missing"),
+        pytest.param("garbage", 401, 'Bearer realm="chat", error="invalid_token"', INVALID, id="malformed"),
+        pytest.param("no-scope", 403, 'Bearer realm="chat", error="insufficient_scope", scope="chat:stream"',
+                     NO_SCOPE, id="missing-scope"),
+    ],
+)  # fmt: skip
+def test_a_websocket_refused_for_its_token_gets_the_json_error(
+    stack: Stack, kind: str, status: int, challenge: str, expected: dict[str, Any]
+) -> None:
+    # Refused before the upgrade, with the HTTP API's status, challenge and body.
+    token = {"none": None, "garbage": "not.a.jwt", "no-scope": token_for(stack, scope="profile")}[kind]
+    response = refused_handshake(stack.ws_url(), token)
+    assert (response.status_code, response.headers["content-type"]) == (status, "application/json")
+    assert response.headers["www-authenticate"] == challenge
+    assert response.body is not None and json.loads(response.body) == expected
 
 
 def test_public_endpoints_stay_public(stack: Stack) -> None:
