@@ -14,21 +14,15 @@ from typing import Any
 
 import yaml
 
+from tests.durations import seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "services" / "grafana" / "dashboards" / "chat-stream.json"
 ALERTS = ROOT / "services" / "prometheus" / "alerts.yml"
 PROMETHEUS_CONFIG = ROOT / "services" / "prometheus" / "prometheus.yml"
 
 
-def seconds(duration: str) -> int:
-    """A one-unit Prometheus or Grafana duration ("5s", "1m") in seconds."""
-    match = re.fullmatch(r"(\d+)([smh])", duration)
-    if match is None:
-        raise ValueError(f"not a one-unit duration: {duration!r}")
-    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
-
-
-SCRAPE_SECONDS = seconds(yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"])
+SCRAPE_SECONDS = int(seconds(yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"]))
 # Grafana's range variable as the dashboard's panels get it. $__rate_interval
 # is max($__interval + scrape interval, 4 x scrape interval), the scrape
 # interval being the data source's timeInterval (Prometheus's: a unit test

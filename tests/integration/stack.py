@@ -14,15 +14,27 @@ from app.config import Settings
 from testcontainers.compose import DockerCompose
 from websockets.typing import Subprotocol
 
+from tests.durations import seconds
 from tests.integration.images import COMPOSE_FILES
 from tests.integration.images import ROOT as ROOT  # re-exported: the tests find files from it
 
 STREAM_PATH = "/api/chat/message/stream"
 WEBSOCKET_PATH = "/api/chat/message/ws"
 
+# nginx's answer to a query string on the API's paths (snippets/server/json_errors.conf),
+# which the tests of tokens in URLs, of bad input and of the limits expect.
+QUERY_NOT_ALLOWED = {
+    "error": {
+        "code": "query_not_allowed",
+        "message": "The API takes no query string. "
+        "Send credentials in the Authorization header (a WebSocket: as its subprotocol).",
+    }
+}
+
 
 class _ComposeLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
-    """YAML with Compose's merge tags (!override, !reset) read as plain values."""
+    """YAML with Compose's merge tags (!override, !reset) read as plain values
+    (YAML's own merge keys, ``<<:``, SafeLoader resolves as Compose does)."""
 
 
 for _tag in ("!override", "!reset"):
@@ -47,15 +59,6 @@ PRODUCER_LEASE_SECONDS = float(_API["CHAT_PRODUCER_LEASE_SECONDS"])
 MAX_REPLIES = int(_API.get("CHAT_MAX_REPLIES") or Settings.model_fields["max_replies"].default)
 
 
-def _seconds(duration: str) -> float:
-    """A Compose or nginx duration ("30s", "1m30s", "500ms", or a bare number of seconds)."""
-    if duration.isdigit():
-        return float(duration)
-    parts = re.findall(r"(\d+)(ms|s|m|h)", duration)
-    assert parts and "".join(number + unit for number, unit in parts) == duration, duration
-    return sum(float(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit] for number, unit in parts)
-
-
 def _nginx_directive(name: str, snippet: str) -> str:
     """The value of a directive set once in one of the proxy's snippets."""
     text = (ROOT / "services" / "nginx" / "snippets" / snippet).read_text()
@@ -67,9 +70,11 @@ def _nginx_directive(name: str, snippet: str) -> str:
 # What compose.yaml and the proxy's snippets set, read from them, for the
 # tests that hold the stack to it.
 _SHIPPED = yaml.load((ROOT / COMPOSE_FILES[0]).read_text(), Loader=_ComposeLoader)["services"]
-STOP_GRACE_SECONDS = _seconds(_SHIPPED["api"]["stop_grace_period"])
-PROXY_CONNECT_TIMEOUT_SECONDS = _seconds(_nginx_directive("proxy_connect_timeout", "location/proxy_headers.conf"))
+STOP_GRACE_SECONDS = seconds(_SHIPPED["api"]["stop_grace_period"])
+PROXY_CONNECT_TIMEOUT_SECONDS = seconds(_nginx_directive("proxy_connect_timeout", "location/proxy_headers.conf"))
 PROXY_NEXT_UPSTREAM_TRIES = int(_nginx_directive("proxy_next_upstream_tries", "location/proxy_headers.conf"))
+# How long nginx keeps the addresses "api" resolved to (its resolver's valid=).
+PROXY_DNS_VALID_SECONDS = seconds(re.findall(r"\bvalid=(\S+)", _nginx_directive("resolver", "http/api.conf"))[0])
 
 # Reads the worker's memory and the metrics from inside the API container:
 # /metrics is not routed by the proxy.

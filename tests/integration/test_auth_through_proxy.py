@@ -13,21 +13,14 @@ from websockets.http11 import Response
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
-from tests.integration.stack import STREAM_PATH, WEBSOCKET_PATH, Stack
+from tests.integration.stack import QUERY_NOT_ALLOWED, STREAM_PATH, WEBSOCKET_PATH, Stack
 
 INVALID = {"error": {"code": "invalid_token", "message": "The token is not valid."}}
 MISSING = {"error": {"code": "missing_token", "message": "Send Authorization: Bearer <token>."}}
+NO_SCOPE = {"error": {"code": "insufficient_scope", "message": "The token lacks the chat:stream scope."}}
 # A WebSocket handshake without a token (the token goes as a subprotocol).
 MISSING_SUBPROTOCOL = {
     "error": {"code": "missing_token", "message": "Send the token as a subprotocol: bearer.<token>, beside chat.v1."}
-}
-# A query string on the API's paths, at nginx (snippets/http/query_strings.conf).
-QUERY_NOT_ALLOWED = {
-    "error": {
-        "code": "query_not_allowed",
-        "message": "The API takes no query string. "
-        "Send credentials in the Authorization header (a WebSocket: as its subprotocol).",
-    }
 }
 
 
@@ -41,10 +34,12 @@ def post(stack: Stack, headers: dict[str, str], body: dict[str, Any] | None = No
     return requests.post(stack.url(), json=body or {"message": "hi"}, headers=headers, timeout=10)
 
 
-def refused_handshake(url: str) -> Response:
-    """The answer to a WebSocket handshake the server refused."""
+def refused_handshake(url: str, token: str | None = None) -> Response:
+    """The answer to a WebSocket handshake the server refused (with
+    ``token`` as its bearer subprotocol, or none)."""
+    protocols = [Subprotocol("chat.v1"), *([Subprotocol(f"bearer.{token}")] if token else [])]
     with pytest.raises(InvalidStatus) as refused:
-        connect(url, subprotocols=[Subprotocol("chat.v1")])
+        connect(url, subprotocols=protocols)
     return refused.value.response
 
 
@@ -57,9 +52,7 @@ def refused_handshake(url: str) -> Response:
         pytest.param("alg-none", 401, INVALID, id="alg-none"),
         pytest.param("expired", 401, {"error": {"code": "invalid_token", "message": "The token has expired."}},
                      id="expired"),
-        pytest.param("no-scope", 403,
-                     {"error": {"code": "insufficient_scope", "message": "The token lacks the chat:stream scope."}},
-                     id="missing-scope"),
+        pytest.param("no-scope", 403, NO_SCOPE, id="missing-scope"),
     ],
 )  # fmt: skip
 def test_bad_tokens_get_exact_errors(stack: Stack, kind: str, status: int, expected: dict[str, Any]) -> None:
@@ -102,11 +95,24 @@ def test_many_new_conversations_never_free_another_subjects_one(stack: Stack) ->
     assert (response.status_code, response.json()["error"]["code"]) == (404, "conversation_not_found")
 
 
-def test_a_websocket_without_a_token_gets_the_json_401(stack: Stack) -> None:
-    response = refused_handshake(stack.ws_url())
-    assert (response.status_code, response.headers["content-type"]) == (401, "application/json")
-    assert response.headers["www-authenticate"] == 'Bearer realm="chat"'
-    assert response.body is not None and json.loads(response.body) == MISSING_SUBPROTOCOL
+@pytest.mark.parametrize(
+    ("kind", "status", "challenge", "expected"),
+    [
+        pytest.param("none", 401, 'Bearer realm="chat"', MISSING_SUBPROTOCOL, id="missing"),
+        pytest.param("garbage", 401, 'Bearer realm="chat", error="invalid_token"', INVALID, id="malformed"),
+        pytest.param("no-scope", 403, 'Bearer realm="chat", error="insufficient_scope", scope="chat:stream"',
+                     NO_SCOPE, id="missing-scope"),
+    ],
+)  # fmt: skip
+def test_a_websocket_refused_for_its_token_gets_the_json_error(
+    stack: Stack, kind: str, status: int, challenge: str, expected: dict[str, Any]
+) -> None:
+    # Refused before the upgrade, with the HTTP API's status, challenge and body.
+    token = {"none": None, "garbage": "not.a.jwt", "no-scope": token_for(stack, scope="profile")}[kind]
+    response = refused_handshake(stack.ws_url(), token)
+    assert (response.status_code, response.headers["content-type"]) == (status, "application/json")
+    assert response.headers["www-authenticate"] == challenge
+    assert response.body is not None and json.loads(response.body) == expected
 
 
 def test_public_endpoints_stay_public(stack: Stack) -> None:
@@ -145,14 +151,25 @@ import sys
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-url, token = sys.argv[1:]
+url, token, request_id = sys.argv[1:]
 with connect(url, subprotocols=["chat.v1", "bearer." + token]):
     pass
 try:
-    connect(url, subprotocols=["chat.v1"])
+    connect(url, subprotocols=["chat.v1"], additional_headers={"X-Request-ID": request_id})
 except InvalidStatus as refused:
     print(refused.response.status_code)
 """
+
+
+def api_logs_once(stack: Stack, line: str, timeout: float = 10) -> str:
+    """The API's logs, once they hold ``line``; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stdout, stderr = stack.compose.get_logs("api")
+        if line in stdout + stderr:
+            return stdout + stderr
+        assert time.monotonic() < deadline, f"{line!r} not in the API's log after {timeout} s"
+        time.sleep(0.2)
 
 
 def test_a_token_in_a_websocket_url_stays_out_of_the_apis_log_without_nginx(stack: Stack) -> None:
@@ -160,11 +177,15 @@ def test_a_token_in_a_websocket_url_stays_out_of_the_apis_log_without_nginx(stac
     # filter (app/log_filters.py) keeps the path only.
     in_url = token_for(stack, jti="in-the-url-straight-to-the-api")
     url = f"ws://127.0.0.1:8000{WEBSOCKET_PATH}?access_token={in_url}"
-    assert stack.python_in(stack.containers()[0], _STRAIGHT_TO_THE_API, url, stack.token) == "401\n"
-    time.sleep(0.5)  # the refused handshake's app returns after its answer left
+    request_id = f"refused-handshake-{time.time_ns()}"
+    assert stack.python_in(stack.containers()[0], _STRAIGHT_TO_THE_API, url, stack.token, request_id) == "401\n"
+    # The refused handshake's own access line (app/access_log.py, found by
+    # its request id) is written as its app returns, just before uvicorn
+    # would log the error below: once the line is in, so would the error be.
+    logs = api_logs_once(stack, f" rid={request_id}")
+    [line] = [line for line in logs.splitlines() if f" rid={request_id}" in line]
+    assert f"WS {WEBSOCKET_PATH} 401 " in line, line
 
-    stdout, stderr = stack.compose.get_logs("api")
-    logs = stdout + stderr
     assert in_url.rsplit(".", 1)[1] not in logs and "access_token=" not in logs
     assert f'"WebSocket {WEBSOCKET_PATH}" [accepted]' in logs
     assert f'"WebSocket {WEBSOCKET_PATH}" 401' in logs

@@ -3,6 +3,7 @@ any stream byte; a failure inside the reply ends the stream with an error event.
 
 import json
 import socket
+import subprocess
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,7 +13,7 @@ import requests
 
 from streamcheck import clients
 from streamcheck.timing import Kind, classify
-from tests.integration.stack import Stack
+from tests.integration.stack import QUERY_NOT_ALLOWED, Stack
 
 JSON = {"Content-Type": "application/json"}
 
@@ -143,6 +144,8 @@ def test_wrong_route_gets_json(stack: Stack, method: str, path: str, status: int
     response = requests.request(method, stack.url(path=path), headers=stack.auth, timeout=10)
     assert response.status_code == status
     assert response.json() == expected
+    if status == 405:  # the API's own, passed through with what the path takes
+        assert response.headers["allow"] == "POST"
 
 
 def test_trace_is_refused_by_the_proxy_with_json_and_allow(stack: Stack) -> None:
@@ -195,13 +198,7 @@ def test_a_malformed_request_line_gets_json(stack: Stack) -> None:
             # the streams (test_auth_through_proxy.py: tokens in the URL).
             lambda stack: requests.get(stack.url(path="/healthz?probe=1"), timeout=10),
             400,
-            {
-                "error": {
-                    "code": "query_not_allowed",
-                    "message": "The API takes no query string. "
-                    "Send credentials in the Authorization header (a WebSocket: as its subprotocol).",
-                }
-            },
+            QUERY_NOT_ALLOWED,
             id="query-string-to-the-api",
         ),
     ],
@@ -234,7 +231,12 @@ def test_a_transfer_encoding_nginx_does_not_implement_gets_json(stack: Stack) ->
     )
     assert head.split(b"\r\n")[0] == b"HTTP/1.1 501 Not Implemented"
     assert b"Content-Type: application/json" in head
-    assert json.loads(body)["error"]["code"] == "not_implemented"
+    assert json.loads(body) == {
+        "error": {
+            "code": "not_implemented",
+            "message": "The request uses a transfer encoding this server does not implement.",
+        }
+    }
 
 
 PRECONDITION_FAILED = {
@@ -313,3 +315,49 @@ def test_a_failing_token_source_ends_the_stream_with_an_error_event(stack: Stack
         "message": "The reply could not be completed. Send the message again.",
     }
     assert classify(m).kind is Kind.ERROR
+
+
+def in_the_proxy(stack: Stack, *command: str, user: str) -> str:
+    """The output of ``command`` run in the main proxy's container as ``user``."""
+    (container,) = stack.containers("nginx")
+    done = subprocess.run(["docker", "exec", "--user", user, container, *command], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_page_file_nginx_may_not_read_gets_json(stack: Stack) -> None:
+    # What a broken image would ship: a file under the page's root that
+    # nginx's unprivileged user may not read (put there as root meanwhile).
+    path = "/srv/www/unreadable.png"
+    in_the_proxy(stack, "sh", "-c", f"echo broken > {path} && chmod 000 {path}", user="root")
+    try:
+        response = requests.get(stack.url(path="/unreadable.png"), timeout=10)
+    finally:
+        in_the_proxy(stack, "rm", "-f", path, user="root")
+    assert (response.status_code, response.headers["content-type"]) == (403, "application/json")
+    assert response.json() == {"error": {"code": "forbidden", "message": "Forbidden"}}
+
+
+def test_a_failure_of_nginx_itself_gets_json(stack: Stack) -> None:
+    # nginx's own failure, provoked: a request body larger than its memory
+    # buffer (client_body_buffer_size, 16k) goes to a temporary file, in a
+    # directory (nginx.conf: client_body_temp_path) that nginx's user, its
+    # owner, makes unwritable meanwhile, as a full or read-only /tmp would.
+    temp = "/tmp/client_body"
+    mode = in_the_proxy(stack, "stat", "-c", "%a", temp, user="nginx").strip()
+    in_the_proxy(stack, "chmod", "000", temp, user="nginx")
+    try:
+        response = requests.post(
+            stack.url(), data=json.dumps({"message": "x" * 40_000}), headers={**stack.auth, **JSON}, timeout=10
+        )
+    finally:
+        in_the_proxy(stack, "chmod", mode, temp, user="nginx")
+    assert (response.status_code, response.headers["content-type"]) == (500, "application/json")
+    assert response.json() == {
+        "error": {"code": "internal_error", "message": "The proxy failed to answer. Retry shortly."}
+    }
+    # The control: with the directory back, the same body reaches the API (its 422).
+    again = requests.post(
+        stack.url(), data=json.dumps({"message": "x" * 40_000}), headers={**stack.auth, **JSON}, timeout=10
+    )
+    assert (again.status_code, again.json()["error"]["code"]) == (422, "validation_error")

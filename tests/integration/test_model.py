@@ -27,6 +27,7 @@ import requests
 
 from streamcheck import clients
 from streamcheck.timing import Arrival, Measurement, classify
+from tests.integration.figures import Figures
 from tests.integration.stack import Stack
 
 # A request that keeps SmolLM2 busy up to CHAT_OPENAI_MAX_TOKENS (200).
@@ -150,23 +151,24 @@ def full_reply(stack: Stack, proxy: str = "proxy-model") -> tuple[int, float]:
 
 
 @pytest.mark.parametrize("how", ["stop", "abandon"])
-def test_letting_a_reply_go_frees_the_models_slot_at_once(stack: Stack, how: str) -> None:
+def test_letting_a_reply_go_frees_the_models_slot_at_once(stack: Stack, figures: Figures, how: str) -> None:
     wait_until_idle(stack, "proxy-model")
     tokens, seconds = full_reply(stack)
     assert tokens >= 100, f"the long reply is too short ({tokens} tokens) to show a busy model"
     remaining = seconds * (tokens - LET_GO_AFTER) / tokens
 
     freed = let_go_then_ask(stack, "proxy-model", how)
+    figures(
+        f"{how}: next first token after {freed.next_first_token:.3f} s "
+        f"(the long reply: {tokens} tokens in {seconds:.2f} s)"
+    )
     assert freed.next_first_token < min(1.0, remaining / 4), (freed, remaining)
 
     # Negative control: the same, with an API whose source ignores cancellation.
     wait_until_idle(stack, "proxy-model-no-cancel")
     busy = let_go_then_ask(stack, "proxy-model-no-cancel", how)
+    figures(f"{how} without cancellation: next first token after {busy.next_first_token:.3f} s")
     assert busy.next_first_token > remaining / 2, (busy, remaining)
-    print(
-        f"\n{how}: next first token after {freed.next_first_token:.3f} s; without cancellation "
-        f"{busy.next_first_token:.3f} s (the long reply: {tokens} tokens in {seconds:.2f} s)"
-    )
 
 
 # The API behind each proxy that the shutdown test stops, and the proxy of
@@ -217,7 +219,7 @@ def restores_the_stopped_apis(stack: Stack) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restores_the_stopped_apis")
-def test_a_process_stopping_mid_reply_frees_the_models_slot_at_once(stack: Stack) -> None:
+def test_a_process_stopping_mid_reply_frees_the_models_slot_at_once(stack: Stack, figures: Figures) -> None:
     """SIGTERM to the API generating a reply: its stream ends (server_shutdown),
     the reply outlives it (resume grace) until the store's close, past the
     drain's deadline, cancels it, and the model stops. It fails if the
@@ -229,22 +231,26 @@ def test_a_process_stopping_mid_reply_frees_the_models_slot_at_once(stack: Stack
     remaining = seconds * (tokens - LET_GO_AFTER) / tokens
 
     freed = shut_down_then_ask(stack, "proxy-model-shutdown")
+    figures(
+        f"SIGTERM mid-reply: next first token after {freed.next_first_token:.3f} s (stream ended "
+        f"{freed.stream_ended:.3f} s after the signal; the long reply: {tokens} tokens in {seconds:.2f} s)"
+    )
     # What the reply had left to generate when the next request was sent.
     left = remaining - freed.stream_ended
     assert left > 1.0, f"the stream took {freed.stream_ended:.2f} s to end: too long to show a busy model"
     # The slot frees as the process reaches its store's close: a poll or
     # two of uvicorn's shutdown after the stream ended (hence a third, not
-    # the quarter of the Stop test).
-    assert freed.next_first_token < min(1.0, left / 3), (freed, left)
+    # the quarter of the Stop test). A ratio within the run, no fixed cap:
+    # on a loaded machine the shutdown path alone can take over a second.
+    assert freed.next_first_token < left / 3, (freed, left)
 
     # Negative control: an API whose shutdown waits for the model requests
     # it left running (CHAT_OPENAI_TEST_NO_CANCEL).
     wait_until_idle(stack, "proxy-model-no-cancel")
     busy = shut_down_then_ask(stack, "proxy-model-no-cancel")
+    figures(
+        f"SIGTERM mid-reply without cancellation: next first token after {busy.next_first_token:.3f} s "
+        f"(stream ended {busy.stream_ended:.3f} s after the signal)"
+    )
     left_busy = remaining - busy.stream_ended
     assert busy.next_first_token > left_busy / 2, (busy, left_busy)
-    print(
-        f"\nSIGTERM mid-reply: next first token after {freed.next_first_token:.3f} s (stream ended "
-        f"{freed.stream_ended:.3f} s after the signal); without cancellation {busy.next_first_token:.3f} s "
-        f"(ended after {busy.stream_ended:.3f} s; the long reply: {tokens} tokens in {seconds:.2f} s)"
-    )

@@ -9,11 +9,16 @@ JSON report (counts, seed, failures) is kept in test-artifacts/.
 It runs against `proxy-fuzz`: the shipped proxy with the per-client limits
 lifted, in front of an API whose replies are short (compose.test.yaml), so
 every valid request's whole stream is read and checked in milliseconds.
+That API runs in production mode, as shipped (the main test API runs in
+development, for the twin's test hooks), so this file also checks what
+production serves: the schema, and no interactive docs page.
 """
 
 import json
 import subprocess
 import sys
+
+import requests
 
 from tests.integration.stack import ROOT, Stack
 
@@ -46,3 +51,14 @@ def test_the_api_survives_a_schemathesis_run(stack: Stack) -> None:
     assert cases["generated"] >= 50, cases
     # The per-client limits are lifted: 429s would leave the API untested.
     assert report["warnings"]["rate_limited"] == [], report["warnings"]
+
+
+def test_production_serves_the_schema_but_not_the_docs_page(stack: Stack) -> None:
+    schema = requests.get(stack.url("proxy-fuzz", "/api/openapi.json"), timeout=10)
+    assert schema.status_code == 200 and schema.json()["info"]["title"] == "Chat streaming API"
+    # /api/docs exists in development only (app/main.py): here it is the
+    # API's own 404 (X-Served-By: a replica answered, not the proxy).
+    docs = requests.get(stack.url("proxy-fuzz", "/api/docs"), timeout=10)
+    assert (docs.status_code, docs.headers["content-type"]) == (404, "application/json")
+    assert docs.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+    assert "x-served-by" in docs.headers

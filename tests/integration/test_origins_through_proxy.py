@@ -3,6 +3,7 @@ allows https://app.example.com; the page's own origin is always allowed. An
 origin is scheme, host and port: nginx passes the client's Host with its port
 (the published one, here a random free port) and the scheme it was reached by."""
 
+import json
 import ssl
 from urllib.parse import urlsplit
 
@@ -15,6 +16,17 @@ from websockets.typing import Origin
 from tests.integration.stack import Stack
 
 ALLOWED = "https://app.example.com"
+ORIGIN_NOT_ALLOWED = {
+    "error": {"code": "origin_not_allowed", "message": "This origin may not open the chat WebSocket."}
+}
+CORS_REFUSED = {"error": {"code": "cors_refused", "message": "This cross-origin request is not allowed (origin)."}}
+
+
+def assert_origin_refused(refused: pytest.ExceptionInfo[InvalidStatus]) -> None:
+    """The handshake got the JSON 403, before the upgrade."""
+    response = refused.value.response
+    assert (response.status_code, response.headers["content-type"]) == (403, "application/json")
+    assert response.body is not None and json.loads(response.body) == ORIGIN_NOT_ALLOWED
 
 
 @pytest.mark.parametrize(("origin", "allowed"), [(ALLOWED, True), ("https://evil.example", False)])
@@ -27,12 +39,15 @@ def test_cors_preflight_answers_only_allowed_origins(stack: Stack, origin: str, 
     )  # fmt: skip
     assert response.headers.get("access-control-allow-origin") == (origin if allowed else None)
     assert "access-control-allow-credentials" not in response.headers
+    if not allowed:
+        assert (response.status_code, response.headers["content-type"]) == (400, "application/json")
+        assert response.json() == CORS_REFUSED
 
 
 def test_a_websocket_from_another_origin_is_refused_before_the_upgrade(stack: Stack) -> None:
     with pytest.raises(InvalidStatus) as refused:
         connect(stack.ws_url(), origin=Origin("https://evil.example"), subprotocols=stack.ws_protocols())
-    assert refused.value.response.status_code == 403
+    assert_origin_refused(refused)
 
 
 @pytest.mark.parametrize("origin", [ALLOWED, "same-origin"])
@@ -57,7 +72,7 @@ def test_a_websocket_from_the_same_host_on_another_port_or_scheme_is_refused(sta
     # Same host name: the old check (host names only) let these in.
     with pytest.raises(InvalidStatus) as refused:
         connect(stack.ws_url(), origin=Origin(other_origin(stack, other)), subprotocols=stack.ws_protocols())
-    assert refused.value.response.status_code == 403
+    assert_origin_refused(refused)
 
 
 def test_the_page_served_over_https_is_same_origin_with_its_websocket(stack: Stack) -> None:
@@ -80,4 +95,4 @@ def test_the_page_served_over_https_is_same_origin_with_its_websocket(stack: Sta
         except TimeoutError:
             if attempt == 2:
                 raise
-    assert refused.value.response.status_code == 403
+    assert_origin_refused(refused)

@@ -174,7 +174,7 @@ def test_a_valkey_outage_ends_streams_with_an_error_refuses_new_ones_then_heals(
     # The refused message is one failed create; the cut stream, at least one
     # failed request of another kind (its writes, the lease, the follower's read).
     errors, created = stack.metric("chat_store_errors_total") - errors_before, stack.metric(creates) - creates_before
-    print(f"store errors counted during the outage: {errors:.0f}, {created:.0f} of them creates")
+    figures(f"store errors counted during the outage: {errors:.0f}, {created:.0f} of them creates")
     assert created >= 1
     assert errors - created >= 1
     stack.compose_run("start", "valkey")

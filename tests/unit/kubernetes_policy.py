@@ -24,6 +24,8 @@ import yaml
 from app.config import Settings
 from app.valkey_store import ValkeyReplyStore
 
+from tests.durations import seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 EDGES = ("nginx", "gateway-api", "ingress-nginx")
@@ -77,18 +79,6 @@ def render_with_component(overlay: Path, component: Path, scratch: Path) -> list
 
 
 # ---- the compose stack's values ---------------------------------------------
-
-
-def seconds(value: str | int | float) -> float:
-    """'30s', '1m', '2h', '500ms', 45 -> seconds."""
-    if isinstance(value, int | float):
-        return float(value)
-    total, rest = 0.0, value.strip()
-    for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", rest):
-        total += float(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-    if not re.fullmatch(r"((\d+(?:\.\d+)?)(ms|h|m|s))+", rest):
-        return float(rest)  # a bare number of seconds
-    return total
 
 
 @contextmanager

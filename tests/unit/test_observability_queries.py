@@ -10,6 +10,7 @@ import yaml
 from app import metrics
 from prometheus_client.metrics import MetricWrapperBase
 
+from tests.durations import seconds
 from tests.observability import (
     ALERTS,
     EXPORTER_METRICS,
@@ -20,7 +21,6 @@ from tests.observability import (
     dashboard,
     dashboard_expressions,
     metric_names,
-    seconds,
 )
 
 

@@ -18,7 +18,8 @@ chunk, ``data: [DONE]``). The last user message picks the behaviour:
     long N MS       N chunks MS milliseconds apart (cancellation tests)
 
 A request whose bearer key is not ``KEY`` gets 401 with OpenAI's error body,
-which quotes part of the key. Every stream is recorded: what was sent, how
+which quotes part of the key. Every attempt is counted and timed (monotonic,
+as it arrives), by its command. Every stream is recorded: what was sent, how
 many chunks, and when and how it ended ("complete" or "disconnected").
 """
 
@@ -26,7 +27,7 @@ import asyncio
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,7 @@ class FaultUpstream:
     def __init__(self) -> None:
         self.streams: list[Upstream] = []
         self.attempts: Counter[str] = Counter()
+        self.attempted_at: defaultdict[str, list[float]] = defaultdict(list)
         app = Starlette(routes=[Route("/v1/chat/completions", self._complete, methods=["POST"])])
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
@@ -91,6 +93,7 @@ class FaultUpstream:
         body = await request.json()
         command, *args = body["messages"][-1]["content"].split()
         self.attempts[command] += 1
+        self.attempted_at[command].append(time.monotonic())
         if command == "status":
             error = {"message": f"fault injected: HTTP {args[0]}", "type": "invalid_request_error"}
             return JSONResponse({"error": error}, status_code=int(args[0]))

@@ -14,11 +14,7 @@ from pathlib import Path
 import pytest
 from app.log_filters import REDACTED, NoClosedSocketNoise, NoCredentials
 from app.worker import ChatWebSocketProtocol
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
-from uvicorn_server import serving
+from uvicorn_server import REFUSE_OR_ECHO, serving
 from websockets.exceptions import InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect
@@ -27,27 +23,10 @@ from websockets.typing import Subprotocol
 API = Path(__file__).resolve().parents[1]
 
 
-async def handshake(websocket: WebSocket) -> None:
-    """Accepts a client that offers the "ok" subprotocol, refuses any other."""
-    if "ok" in websocket.scope["subprotocols"]:
-        await websocket.accept(subprotocol="ok")
-        await websocket.close()
-    else:
-        await websocket.send_denial_response(PlainTextResponse("refused", status_code=401))
-
-
-async def echo(websocket: WebSocket) -> None:
-    """Answers one text frame with its text, then closes."""
-    await websocket.accept()
-    await websocket.send_text(await websocket.receive_text())
-    await websocket.close()
-
-
 @pytest.fixture
 def ws_url() -> Iterator[str]:
     """A real uvicorn server with the API worker's WebSocket protocol."""
-    routes = [WebSocketRoute("/ws", handshake), WebSocketRoute("/echo", echo)]
-    with serving(Starlette(routes=routes), ws=ChatWebSocketProtocol) as port:
+    with serving(REFUSE_OR_ECHO, ws=ChatWebSocketProtocol) as port:
         yield f"ws://127.0.0.1:{port}/ws"
 
 
@@ -77,7 +56,7 @@ def test_the_frame_lines_keep_their_type_and_size_and_lose_their_text(
 ) -> None:
     sent = json.dumps({"message": "message-secret"})
     with caplog.at_level(logging.DEBUG, logger="uvicorn.error"):
-        with connect(ws_url.replace("/ws", "/echo")) as websocket:
+        with connect(ws_url, subprotocols=[Subprotocol("ok")]) as websocket:
             websocket.send(sent)
             assert websocket.recv(timeout=5) == sent
         time.sleep(0.2)  # the server thread writes its last lines after the client returns

@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from scripted_sources import ScriptedSource
+from shutdown_cut import cut_by_shutdown
 from sse_body import parse
 from store_contract import limits, until_done
 
@@ -179,34 +180,13 @@ def test_a_client_that_leaves_is_counted_as_disconnected_and_the_abandoned_sourc
 
 
 def test_a_stream_cut_by_shutdown_and_its_cancelled_source_are_counted() -> None:
-    # As app.shutdown's tick marks every stream on SIGTERM (test_tracing.py
-    # drives it the same way), then the store's close cancels what still runs.
     source = ScriptedSource(["a"] * 50, delay=0.02)
-
-    async def cut_by_shutdown() -> list[str]:
-        # A resume grace: the cancel below is the shutdown's, not the abandon timer's.
-        replies = MemoryReplyStore(limits(resume_grace=60), conversation_ttl=60)
-        reply = await replies.start(source, "hi", subject="s", conversation_id="c", message_id="m")
-        streams = OpenStreams(heartbeat=0, send_timeout=0, shutdown_send=5)
-        stream = streams.stream(sse=True)
-        request = StreamRequest(transport="sse", arrived_at=time.perf_counter())
-        events = reply_events(replies, reply, request, stream=stream, from_index=0, retry_ms=0, shutdown_retry_ms=0)
-        sent: list[str] = []
-        async for event in events:
-            if event is not None:
-                sent.append(event.data.get("code", event.name))
-                if event.name == "token":
-                    streams.shutting_down = True
-                    stream.set()
-        await replies.close(0)
-        return sent
-
     with (
         change("chat_streams_ended_total", transport="sse", outcome="shutdown", code="") as cut,
         change("chat_streams_ended_total", transport="sse", outcome="end", code="") as ended,
         change("chat_upstream_cancels_total", source="scriptedsource", reason="shutdown") as cancelled,
     ):
-        sent = asyncio.run(cut_by_shutdown())
+        sent = asyncio.run(cut_by_shutdown(source))
     assert (sent[0], sent[-1]) == ("start", "server_shutdown")
     assert 0 < sent.count("token") < 50  # cut mid-reply
     assert (cut(), ended(), cancelled()) == (1, 0, 1)

@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -222,17 +223,29 @@ def test_another_4xx_is_not_retried_and_has_its_own_code(
 
 
 def test_the_backoff_doubles_between_retries(settings: Settings, upstream: FaultUpstream, token: str) -> None:
-    backoff = 0.2
-    with client_for(variant(settings, openai_retry_backoff_seconds=backoff), token) as client:
-        began = time.monotonic()
-        stream, _ = events(client, "fail 2")  # two 500s (no Retry-After), then the reply
-        elapsed = time.monotonic() - began
-    assert stream[-1][0] == "end" and upstream.attempts["fail"] == 3
-    # 0.2 s, then 0.4 s: 0.6 s of waits (a constant backoff: 0.4 s). Below
-    # the bound: a second of slack for a loaded machine, less than waiting
-    # openai_retry_max_wait_seconds (1 s) each time.
-    waits = backoff + 2 * backoff
-    assert waits <= elapsed < waits + 1.0, elapsed
+    # Three retries: two cannot tell doubling from a backoff that grows by its
+    # first value (0.25 s, 0.5 s either way); the third wait can (1 s, not
+    # 0.75 s). The bound on a wait is above the longest, so none is cut short.
+    backoff, retries = 0.25, 3
+    longest = backoff * 2 ** (retries - 1)
+    doubling = variant(
+        settings,
+        openai_retries=retries,
+        openai_retry_backoff_seconds=backoff,
+        openai_retry_max_wait_seconds=2 * longest,
+    )
+    with client_for(doubling, token) as client:
+        stream, _ = events(client, f"fail {retries}")  # three 500s (no Retry-After), then the reply
+    assert stream[-1][0] == "end" and upstream.attempts["fail"] == 1 + retries
+    arrived = upstream.attempted_at["fail"]
+    gaps = [later - earlier for earlier, later in pairwise(arrived)]
+    # Each gap between attempts holds at least its wait and is about twice
+    # the one before: ratios within this run, which a slow machine moves far
+    # less than absolute times (a linear backoff makes the last ratio 1.5, a
+    # constant one 1).
+    assert all(gap >= backoff * 2**index for index, gap in enumerate(gaps)), gaps
+    ratios = [later / earlier for earlier, later in pairwise(gaps)]
+    assert all(1.6 <= ratio <= 2.6 for ratio in ratios), (gaps, ratios)
 
 
 def test_a_429_that_clears_within_the_retries_is_a_normal_reply(client: TestClient, upstream: FaultUpstream) -> None:

@@ -4,16 +4,12 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from app import tracing
 from app.config import Settings
-from app.memory_store import MemoryReplyStore
-from app.open_streams import OpenStreams
-from app.streaming import StreamRequest, reply_events
 from app.tokens import mint
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -21,8 +17,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from scripted_sources import ScriptedSource
+from shutdown_cut import cut_by_shutdown
 from sse_body import parse
-from store_contract import limits
 
 URL = "/api/chat/message/stream"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -143,22 +139,8 @@ def test_a_stop_is_marked(client: TestClient, spans: InMemorySpanExporter) -> No
 
 
 def test_a_shutdown_is_marked(spans: InMemorySpanExporter) -> None:
-    async def cut_by_shutdown() -> None:
-        replies = MemoryReplyStore(limits(), conversation_ttl=60)
-        reply = await replies.start(
-            ScriptedSource(["a"] * 50, delay=0.05), "hi", subject="s", conversation_id="c", message_id="m"
-        )
-        streams = OpenStreams(heartbeat=0, send_timeout=0, shutdown_send=5)
-        stream = streams.stream(sse=True)
-        request = StreamRequest(transport="sse", arrived_at=time.perf_counter())
-        events = reply_events(replies, reply, request, stream=stream, from_index=0, retry_ms=0, shutdown_retry_ms=0)
-        async for event in events:
-            if event is not None and event.name == "token":
-                streams.shutting_down = True  # what the tick does on SIGTERM
-                stream.set()
-        await replies.close(0)
-
-    asyncio.run(cut_by_shutdown())
+    sent = asyncio.run(cut_by_shutdown(ScriptedSource(["a"] * 50, delay=0.05)))
+    assert sent[-1] == "server_shutdown"
     span = only_span(spans)
     assert event_names(span) == ["first_token", "shutdown", "end"]
     assert (span.attributes or {})["chat.outcome"] == "shutdown"

@@ -5,32 +5,16 @@ import time
 
 import pytest
 from app.worker import ChatUvicornWorker, ChatWebSocketProtocol
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from uvicorn_server import serving
+from uvicorn_server import REFUSE_OR_ECHO, serving
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
 
-async def refuse_or_echo(websocket: WebSocket) -> None:
-    if "ok" not in websocket.scope["subprotocols"]:
-        await websocket.send_denial_response(PlainTextResponse("refused", status_code=401))
-        return
-    await websocket.accept(subprotocol="ok")
-    await websocket.send_text(await websocket.receive_text())
-    await websocket.close()
-
-
-APP = Starlette(routes=[WebSocketRoute("/ws", refuse_or_echo)])
-
-
 def refuse_one(protocol: type[WebSocketsSansIOProtocol], caplog: pytest.LogCaptureFixture) -> list[str]:
     """The errors uvicorn logs when the app refuses one handshake."""
-    with caplog.at_level(logging.INFO, logger="uvicorn.error"), serving(APP, ws=protocol) as port:
+    with caplog.at_level(logging.INFO, logger="uvicorn.error"), serving(REFUSE_OR_ECHO, ws=protocol) as port:
         with pytest.raises(InvalidStatus) as refused:
             connect(f"ws://127.0.0.1:{port}/ws")
         assert (refused.value.response.status_code, refused.value.response.body) == (401, b"refused")
@@ -50,7 +34,7 @@ def test_uvicorns_own_protocol_still_needs_the_fix(caplog: pytest.LogCaptureFixt
 
 def test_an_accepted_session_works_as_before() -> None:
     with (
-        serving(APP, ws=ChatWebSocketProtocol) as port,
+        serving(REFUSE_OR_ECHO, ws=ChatWebSocketProtocol) as port,
         connect(f"ws://127.0.0.1:{port}/ws", subprotocols=[Subprotocol("ok")]) as ws,
     ):
         ws.send("hello")
