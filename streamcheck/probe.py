@@ -97,6 +97,7 @@ def _silence(verdict: Verdict) -> dict[str, Any] | None:
         "heartbeat_seconds": _rounded(s.heartbeat),
         "declared_heartbeat_seconds": s.declared_heartbeat,
         "idle_threshold_seconds": _rounded(s.threshold),
+        "held_back_seconds": _rounded(s.held_back),
     }
 
 
@@ -192,10 +193,11 @@ def _batching_line(b: dict[str, Any]) -> str:
 
 def _silence_line(s: dict[str, Any]) -> str:
     heartbeat = _seconds(s["heartbeat_seconds"]) if s["heartbeat_seconds"] is not None else "none seen"
+    held = f", {_seconds(s['held_back_seconds'])} more held back by a hop's batching" if s["held_back_seconds"] else ""
     return (
         f"silence before the end: {_seconds(s['seconds'])} (median gap {_seconds(s['median_gap_seconds'])}, "
-        f"longest {_seconds(s['longest_gap_seconds'])}, heartbeats {heartbeat}; an idle cut is a silence over "
-        f"{_seconds(s['idle_threshold_seconds'])})"
+        f"longest {_seconds(s['longest_gap_seconds'])}, heartbeats {heartbeat}{held}; an idle cut is a silence "
+        f"over {_seconds(s['idle_threshold_seconds'])})"
     )
 
 

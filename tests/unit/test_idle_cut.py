@@ -5,7 +5,7 @@ otherwise. The same close gets the same verdict whatever its exact length."""
 import pytest
 
 from streamcheck.timing import IDLE_MIN_SECONDS, Kind, classify, likely_timeout, silence
-from tests.unit.synthetic import made, stream
+from tests.unit.synthetic import flushed, made, stream
 
 FLOWING = made(20, 0.05)  # tokens every 50 ms, the last at 1.0 s
 
@@ -94,3 +94,28 @@ def test_the_silence_figures() -> None:
     assert s.median_gap == pytest.approx(0.05) and s.longest_gap == pytest.approx(0.05)
     assert (s.heartbeat, s.declared_heartbeat) == (None, 15)
     assert s.threshold == IDLE_MIN_SECONDS and s.idle
+
+
+def test_behind_a_hop_that_batches_the_idle_timeout_counts_from_when_the_source_fell_silent() -> None:
+    """HAProxy's defaults gather 200 ms of tokens per write. A source that thinks 0.7 s (a silence the
+    path lets through), streams ten tokens and then stalls, behind an 800 ms idle timeout: the last
+    batch arrives 0.05 s after the source's last token, so the close comes 0.75 s after the last read,
+    within the 0.795 s the path let through before the first token. The batching held data back by
+    up to 0.15 s: the hop's silence before the close was longer than any it had let through."""
+    source = made(10, 0.05, first=0.7)
+    m = stream(flushed(source, 0.2), closing=None, ended=source[-1] + 0.8)
+    verdict = classify(m)
+    assert verdict.kind is Kind.IDLE_TIMEOUT, verdict.reason
+    s = verdict.silence
+    assert s is not None
+    assert s.held_back == pytest.approx(0.15, abs=0.02)
+    assert s.seconds < s.threshold < s.seconds + s.held_back  # read from the last read alone: a cut
+
+
+def test_a_hop_that_holds_the_reply_is_not_credited_with_a_delay() -> None:
+    """The whole reply in one release: when the source fell silent is unknown, nothing is added."""
+    source = made(10, 0.05)
+    m = stream([source[-1] + 0.2] * len(source), closing=None, ended=source[-1] + 0.4)
+    verdict = classify(m)
+    assert verdict.silence is not None and verdict.silence.held_back == 0.0
+    assert verdict.kind is Kind.CUT, verdict.reason
