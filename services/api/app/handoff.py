@@ -10,15 +10,15 @@ the handoff, 27.9 KiB with it: `make bench-memory`, 2,000 streams; README,
 
 So the streaming route returns :class:`Deferred`, which sends nothing and
 leaves the real response on the request's scope; FastAPI and Starlette
-return as for any other request, and :class:`StreamHandoff`, the innermost
-middleware but app.errors', then runs the stream with the same ``receive`` and
+return as for any other request, and :class:`StreamHandoff` (inside every
+middleware but app.errors' 500 for unexpected exceptions) then runs the stream with the same ``receive`` and
 ``send`` (still wrapped by the outer middleware: CORS, request id, access log).
 Everything before the first stream byte is unchanged: validation, the token,
 the JSON errors of :mod:`app.errors`.
 """
 
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _KEY = "deferred_stream"
 
@@ -42,9 +42,20 @@ class StreamHandoff:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+        answered = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal answered
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, receive, watched_send)
         deferred: Deferred | None = scope.get("state", {}).pop(_KEY, None)
-        if deferred is not None:
+        # A failure after the route returned (a dependency's teardown) was
+        # answered already (app.errors' 500): the stream must not start a
+        # second response. Its reply is then left as a client that leaves
+        # before the first byte leaves it.
+        if deferred is not None and not answered:
             # FastAPI keeps its request's exit stacks (closed by now) on the
             # scope, which outlives this call: 2.5 KiB a stream.
             for key in [key for key in scope if key.startswith("fastapi_")]:
