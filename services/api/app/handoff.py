@@ -50,6 +50,7 @@ class StreamHandoff:
             await send(message)
 
         await self.app(scope, receive, watched_send)
+        del watched_send  # not held for the stream's lifetime
         deferred: Deferred | None = scope.get("state", {}).pop(_KEY, None)
         # A failure after the route returned (a dependency's teardown) was
         # answered already (app.errors' 500): the stream must not start a
