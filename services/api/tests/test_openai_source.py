@@ -239,13 +239,12 @@ def test_the_backoff_doubles_between_retries(settings: Settings, upstream: Fault
     assert stream[-1][0] == "end" and upstream.attempts["fail"] == 1 + retries
     arrived = upstream.attempted_at["fail"]
     gaps = [later - earlier for earlier, later in pairwise(arrived)]
-    # Each gap between attempts holds at least its wait and is about twice
-    # the one before: ratios within this run, which a slow machine moves far
-    # less than absolute times (a linear backoff makes the last ratio 1.5, a
-    # constant one 1).
+    # Each gap between attempts holds at least its wait: a linear backoff
+    # fails the third (0.75 s), a constant one the second. A slow machine only
+    # lengthens gaps, so the bound above is loose: the last gap stays under
+    # twice its wait, which a backoff growing threefold (2.25 s) exceeds.
     assert all(gap >= backoff * 2**index for index, gap in enumerate(gaps)), gaps
-    ratios = [later / earlier for earlier, later in pairwise(gaps)]
-    assert all(1.6 <= ratio <= 2.6 for ratio in ratios), (gaps, ratios)
+    assert gaps[-1] < 2 * longest, gaps
 
 
 def test_a_429_that_clears_within_the_retries_is_a_normal_reply(client: TestClient, upstream: FaultUpstream) -> None:
