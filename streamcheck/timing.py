@@ -312,8 +312,13 @@ class Silence:
         return max(IDLE_MIN_SECONDS, own, self.longest_gap or 0.0)
 
     @property
+    def at_source(self) -> float:
+        """The silence the hops saw: from when the last data left the source."""
+        return self.seconds + self.held_back
+
+    @property
     def idle(self) -> bool:
-        return self.seconds + self.held_back > self.threshold
+        return self.at_source > self.threshold
 
 
 def silence(m: Measurement, heartbeat_seconds: float | None = None, pattern: Batching | None = None) -> Silence:
@@ -325,14 +330,13 @@ def silence(m: Measurement, heartbeat_seconds: float | None = None, pattern: Bat
     about 0.6 s."""
     read_times = sorted(t for t, _ in m.reads)
     gaps = _gaps(read_times)
-    coalesced = pattern is not None and not pattern.held and pattern.added_delay is not None
     return Silence(
         seconds=m.total_seconds - (read_times[-1] if read_times else 0.0),
         median_gap=_median(gaps),
         longest_gap=max(gaps) if gaps else None,
         heartbeat=_median(_gaps(sorted(m.comment_times))),
         declared_heartbeat=heartbeat_seconds,
-        held_back=(pattern.added_delay or 0.0) if coalesced and pattern is not None else 0.0,
+        held_back=pattern.added_delay if pattern and not pattern.held and pattern.added_delay else 0.0,
     )
 
 
@@ -354,22 +358,22 @@ def _heartbeat_advice(s: Silence) -> str:
     """What the heartbeats tell about the idle cut, and what to change."""
     if s.heartbeat is not None:
         return (
-            f"heartbeats came every {s.heartbeat:.1f} s, then none for {s.seconds:.1f} s: the source or a hop "
+            f"heartbeats came every {s.heartbeat:.1f} s, then none for {s.at_source:.1f} s: the source or a hop "
             "stopped sending them"
         )
     if s.declared_heartbeat == 0:
-        return f"heartbeats are off: turn them on, more often than every {_about(s.seconds)}"
-    if s.declared_heartbeat is not None and s.seconds < s.declared_heartbeat:
+        return f"heartbeats are off: turn them on, more often than every {_about(s.at_source)}"
+    if s.declared_heartbeat is not None and s.at_source < s.declared_heartbeat:
         return (
             f"it is shorter than the heartbeat interval ({s.declared_heartbeat:g} s), so heartbeats cannot keep "
-            f"the stream open: send them more often than every {_about(s.seconds)}, or raise that timeout"
+            f"the stream open: send them more often than every {_about(s.at_source)}, or raise that timeout"
         )
     if s.declared_heartbeat is not None:
         return (
-            f"no heartbeat arrived in {s.seconds:.1f} s although one is due every {s.declared_heartbeat:g} s: "
+            f"no heartbeat arrived in {s.at_source:.1f} s although one is due every {s.declared_heartbeat:g} s: "
             "heartbeats are off, or a hop holds them"
         )
-    return f"no heartbeat seen: send them more often than every {_about(s.seconds)} (--heartbeat-seconds)"
+    return f"no heartbeat seen: send them more often than every {_about(s.at_source)} (--heartbeat-seconds)"
 
 
 def _idle_reason(s: Silence) -> str:
@@ -377,10 +381,13 @@ def _idle_reason(s: Silence) -> str:
     if s.longest_gap is not None:
         rhythm.append(f"longer than any earlier silence ({s.longest_gap:.2f} s)")
     if s.median_gap:
-        rhythm.append(f"{s.seconds / s.median_gap:.0f} times its median gap ({s.median_gap * 1000:.0f} ms)")
+        rhythm.append(f"{s.at_source / s.median_gap:.0f} times its median gap ({s.median_gap * 1000:.0f} ms)")
     compared = f", {' and '.join(rhythm)}" if rhythm else ""
+    held = ""
+    if s.held_back:
+        held = f" ({s.seconds:.2f} s seen here, {s.held_back:.2f} s before it held back by a hop's batching)"
     return (
-        f"the stream was cut after {s.seconds:.1f} s without data{compared}: {likely_timeout(s.seconds)}; "
+        f"the stream was cut after {s.at_source:.1f} s without data{held}{compared}: {likely_timeout(s.at_source)}; "
         f"{_heartbeat_advice(s)}"
     )
 

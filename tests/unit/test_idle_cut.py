@@ -109,7 +109,8 @@ def test_behind_a_hop_that_batches_the_idle_timeout_counts_from_when_the_source_
     s = verdict.silence
     assert s is not None
     assert s.held_back == pytest.approx(0.15, abs=0.02)
-    assert s.seconds < s.threshold < s.seconds + s.held_back  # read from the last read alone: a cut
+    assert s.seconds < s.threshold < s.at_source  # read from the last read alone: a cut
+    assert "(0.75 s seen here, 0.14 s before it held back by a hop's batching)" in verdict.reason
 
 
 def test_a_hop_that_holds_the_reply_is_not_credited_with_a_delay() -> None:
