@@ -22,14 +22,14 @@ ALERTS = ROOT / "services" / "prometheus" / "alerts.yml"
 PROMETHEUS_CONFIG = ROOT / "services" / "prometheus" / "prometheus.yml"
 
 
-SCRAPE_SECONDS = int(seconds(yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"]))
+SCRAPE_SECONDS = seconds(yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"])
 # Grafana's range variable as the dashboard's panels get it. $__rate_interval
 # is max($__interval + scrape interval, 4 x scrape interval), the scrape
 # interval being the data source's timeInterval (Prometheus's: a unit test
 # holds them equal). Over the default 15 minutes $__interval is its minimum,
 # that same interval, so the panels' windows are 4 scrape intervals (20 s).
 # Ref: https://grafana.com/docs/grafana/latest/datasources/prometheus/template-variables/#use-__rate_interval
-RATE_INTERVAL = f"{4 * SCRAPE_SECONDS}s"
+RATE_INTERVAL = f"{4 * SCRAPE_SECONDS:g}s"
 
 # Metrics from the exporters the dashboard reads, as they document them
 # (nginx-prometheus-exporter from stub_status; redis_exporter from INFO),

@@ -23,7 +23,9 @@ The token comes as a subprotocol, ``bearer.<token>``, beside ``chat.v1``
 (see app/auth.py). A refused handshake gets the HTTP API's JSON error, before
 the upgrade: 401 ``missing_token`` or ``invalid_token``, 403
 ``insufficient_scope``, 403 ``origin_not_allowed`` (below), and 500
-``internal_error`` for an exception no handler expects. It is sent as
+``internal_error`` for an exception no handler expects while the handshake
+is judged (a failure while FastAPI resolves the route's dependencies, which
+only read what start-up set, is uvicorn's plain 500). It is sent as
 ASGI's WebSocket denial response, which uvicorn supports; a server without it
 gets a close before the accept, which it answers with an empty 403.
 
