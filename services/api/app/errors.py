@@ -46,6 +46,10 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers
 
+    def response(self) -> JSONResponse:
+        """The refusal as sent: its status, the JSON error body, its headers."""
+        return JSONResponse(error_body(self.code, self.message), status_code=self.status_code, headers=self.headers)
+
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
@@ -53,7 +57,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     access_log.note(error=exc.code)
-    return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code, headers=exc.headers)
+    return exc.response()
 
 
 def _unparseable_body(exc: HTTPException) -> bool:
@@ -96,13 +100,8 @@ def log_unexpected(scope: Scope) -> None:
     logger.exception("unexpected error answering %s %s rid=%s", method, scope["path"], request_id)
 
 
-def _internal_error() -> JSONResponse:
-    error = internal_error()
-    return JSONResponse(error_body(error.code, error.message), status_code=error.status_code)
-
-
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-    return _internal_error()
+    return internal_error().response()
 
 
 class UnexpectedErrors:
@@ -130,7 +129,7 @@ class UnexpectedErrors:
                 raise
             log_unexpected(scope)
             access_log.note(error="internal_error")
-            await _internal_error()(scope, receive, send)
+            await internal_error().response()(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:

@@ -11,8 +11,9 @@ the handoff, 27.9 KiB with it: `make bench-memory`, 2,000 streams; README,
 So the streaming route returns :class:`Deferred`, which sends nothing and
 leaves the real response on the request's scope; FastAPI and Starlette
 return as for any other request, and :class:`StreamHandoff` (inside every
-middleware but app.errors' 500 for unexpected exceptions) then runs the stream with the same ``receive`` and
-``send`` (still wrapped by the outer middleware: CORS, request id, access log).
+middleware but app.errors' 500 for unexpected exceptions) then runs the
+stream with the same ``receive`` and ``send`` (still wrapped by the outer
+middleware: CORS, request id, access log).
 Everything before the first stream byte is unchanged: validation, the token,
 the JSON errors of :mod:`app.errors`.
 """

@@ -49,7 +49,6 @@ from urllib.parse import urlsplit
 
 import anyio
 from fastapi import APIRouter, Depends, WebSocket
-from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
@@ -59,7 +58,7 @@ from app.conversation import Refused, open_stream
 from app.deps import OpenStreamsDep, SettingsDep, SourceDep, StoreDep
 from app.errors import ApiError, internal_error, log_unexpected
 from app.events import ChatEvent
-from app.schemas import ChatRequest, error_body
+from app.schemas import ChatRequest
 from app.streaming import StreamRequest
 
 logger = logging.getLogger(__name__)
@@ -144,9 +143,8 @@ async def _deny(websocket: WebSocket, error: ApiError) -> None:
     if "websocket.http.response" not in websocket.scope.get("extensions", {}):
         await websocket.close(code=1008)  # the server answers an empty 403
         return
-    body = JSONResponse(error_body(error.code, error.message), status_code=error.status_code, headers=error.headers)
     with suppress(WebSocketDisconnect):  # a client that already left needs no answer
-        await websocket.send_denial_response(body)
+        await websocket.send_denial_response(error.response())
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
